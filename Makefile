@@ -1,0 +1,51 @@
+# tether — the targets the README names.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+NODE_DIR := tests/node
+
+.PHONY: run test install lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q -U pip
+	$(VPY) -m pip install -q -e '.[dev,speedups,redis]'
+	touch $@
+
+install: $(VENV)/.installed
+
+node-deps: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
+	touch $@
+
+run: install
+	$(VPY) -m tether.cli demo --host 127.0.0.1 --port 8765
+
+lint: install
+	$(VENV)/bin/ruff check src tests examples compliance bench
+	$(VENV)/bin/ruff format --check src tests examples compliance bench
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install node-deps
+	$(VPY) -m pytest -q -p no:cacheprovider
+
+test: install node-deps lint typecheck pytest conformance-quick
+
+conformance: install
+	bash compliance/run.sh all
+
+conformance-quick: install
+	bash compliance/run.sh quick
+
+bench: install
+	bash bench/run.sh
+
+bench-smoke: install
+	bash bench/run.sh --smoke
+
+clean:
+	rm -rf $(VENV) .venv-autobahn $(NODE_DIR)/node_modules compliance/reports build

@@ -1,0 +1,653 @@
+"""The asyncio WebSocket: an ``asyncio.Protocol`` around the sans-I/O connection.
+
+Two APIs on one object: the asyncio one (``async for message in ws``, ``await ws.send()``)
+and the browser-like one (``on_open``, ``on_message``, ``on_error``, ``on_close``,
+``ready_state``, ``buffered_amount``).
+
+Flow control, both ways:
+
+* sending: ``await ws.send()`` writes the frame, then waits while the transport's write
+  buffer is above ``write_limit`` (the high-water mark), so a peer that never reads cannot
+  grow the sender's memory past about ``write_limit`` plus one message;
+* receiving: messages wait in a queue of at most ``max_queue`` messages; when it is full the
+  transport stops reading from the socket (TCP pushes back on the peer), and reading
+  resumes once the queue drops to a quarter of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from ..protocol.connection import Connection, State
+from ..protocol.events import BinaryMessage, CloseReceived, Pong, TextMessage
+from ..protocol.handshake import Request, Response
+
+__all__ = ["Data", "WebSocket", "broadcast"]
+
+Data = str | bytes
+logger = logging.getLogger("tether")
+_ids = itertools.count(1)
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every record with the connection id (also in ``record.conn_id``)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {})["conn_id"] = extra.get("conn_id")
+        return f"[{extra.get('conn_id')}] {msg}", kwargs
+
+
+class WebSocket(asyncio.Protocol):
+    """An open (or opening) WebSocket connection.
+
+    Created by :func:`tether.serve` (passed to the handler) and :func:`tether.connect`;
+    not instantiated directly.
+
+    Attributes:
+        id: a short id, also on every log record of this connection.
+        request: the opening handshake request (path, query and headers).
+        response: the opening handshake response.
+        subprotocol: the negotiated subprotocol, or None.
+        on_open: browser-like callback ``on_open()``.
+        on_message: browser-like callback ``on_message(data)``; may be a coroutine
+            function. Setting it switches this connection to callback delivery.
+        on_error: browser-like callback ``on_error(exc)``: the connection failed.
+        on_close: browser-like callback ``on_close(code, reason)``.
+    """
+
+    CONNECTING = State.CONNECTING
+    OPEN = State.OPEN
+    CLOSING = State.CLOSING
+    CLOSED = State.CLOSED
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        request: Request | None = None,
+        response: Response | None = None,
+        subprotocol: str | None = None,
+        max_queue: int = 32,
+        write_limit: int = 65536,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self.conn = connection
+        self.id = f"{next(_ids):x}"
+        self.request = request
+        self.response = response
+        self.subprotocol = subprotocol
+        self.max_queue = max(1, max_queue)
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.log = _ConnLogger(logger, {"conn_id": self.id})
+        self.on_open: Callable[[], Any] | None = None
+        self.on_message: Callable[[Data], Any] | None = None
+        self.on_error: Callable[[BaseException], Any] | None = None
+        self.on_close: Callable[[int, str], Any] | None = None
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._messages: collections.deque[Data] = collections.deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._ping_deadline: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._send_lock: asyncio.Lock | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._abnormal: BaseException | None = None
+        self.messages_dropped = 0
+        self.closed_by_user = False
+        self._state_override: State | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def ready_state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED, as in the WHATWG WebSocket."""
+        if self._state_override is not None:
+            return self._state_override
+        return self.conn.state
+
+    @property
+    def state(self) -> State:
+        """Alias of :attr:`ready_state`."""
+        return self.ready_state
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued for sending but not yet handed to the kernel."""
+        transport = self.transport
+        if transport is None or transport.is_closing() and self._closed.done():
+            return 0
+        return transport.get_write_buffer_size()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received from the peer (1006 for none); None while open."""
+        if self.conn.state is not State.CLOSED and self.conn.close_rcvd is None:
+            return None
+        return self.conn.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received from the peer; None while open."""
+        if self.close_code is None:
+            return None
+        return self.conn.close_reason
+
+    @property
+    def extensions(self) -> str | None:
+        """The negotiated ``Sec-WebSocket-Extensions`` value, or None."""
+        deflate = self.conn.deflate
+        return deflate.params if deflate is not None else None
+
+    @property
+    def local_address(self) -> Any:
+        """The local socket address."""
+        return self.transport.get_extra_info("sockname") if self.transport else None
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address."""
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the TCP connection is closed."""
+        return self._closed.done()
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=self.write_limit)
+        self._schedule_keepalive()
+
+    def attach(self, transport: asyncio.Transport, leftover: bytes = b"") -> None:
+        """Take over a transport whose HTTP handshake is complete."""
+        transport.set_protocol(self)
+        self.connection_made(transport)
+        if leftover:
+            self.data_received(leftover)
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        conn = self.conn
+        conn.receive_data(data)
+        events = conn.events_received()
+        if events:
+            messages = self._messages
+            for event in events:
+                cls = event.__class__
+                if cls is TextMessage or cls is BinaryMessage:
+                    messages.append(event.data)  # type: ignore[union-attr]
+                elif cls is Pong:
+                    self._on_pong(event.payload)  # type: ignore[union-attr]
+                elif cls is CloseReceived:
+                    self.log.debug("close received: %s %s", event.code, event.reason)  # type: ignore[union-attr]
+            waiter = self._recv_waiter
+            if waiter is not None and messages:
+                self._recv_waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            if len(messages) >= self.max_queue and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+        out = conn.data_to_send()
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
+        if conn.state is not State.OPEN:
+            self._after_close_step()
+
+    def _after_close_step(self) -> None:
+        conn = self.conn
+        if conn.failure is not None and self._abnormal is None:
+            self._abnormal = conn.failure
+            self.log.info("connection failed: %s (close %s)", conn.failure, conn.failure.code)
+            self._fire("on_error", conn.failure)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if conn.should_close_transport:
+            transport.close()
+        elif self._close_timer is None:
+            # The client waits for the server to close TCP, but not forever.
+            self._close_timer = self._loop.call_later(self.close_timeout, self._abort)
+
+    def eof_received(self) -> bool | None:  # noqa: D102
+        self.conn.receive_eof()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        if not self.conn.eof_received:
+            self.conn.receive_eof()
+        if exc is not None and self._abnormal is None and self.conn.close_rcvd is None:
+            self._abnormal = exc
+        for handle in (self._keepalive, self._ping_deadline, self._close_timer):
+            if handle is not None:
+                handle.cancel()
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._recv_waiter = None
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        closed = self._closed_exception()
+        for fut, _ in self._pings.values():
+            if not fut.done():
+                fut.set_exception(closed)
+                fut.exception()  # mark retrieved
+        self._pings.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+        self.log.debug("closed: code %s", self.conn.close_code)
+        self._fire("on_close", self.conn.close_code, self.conn.close_reason)
+
+    def pause_writing(self) -> None:  # noqa: D102
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:  # noqa: D102
+        self._writing_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------------ receiving
+
+    async def recv(self) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally and no message is left.
+            ConnectionClosedError: the connection closed with an error.
+            InvalidState: another coroutine is already waiting in ``recv()``.
+        """
+        messages = self._messages
+        while not messages:
+            if self._closed.done() or self.conn.state is State.CLOSED:
+                raise self._closed_exception()
+            if self.conn.close_rcvd is not None or self.conn.failure is not None:
+                await asyncio.shield(self._closed)
+                continue
+            if self._recv_waiter is not None:
+                raise InvalidState("another coroutine is already waiting for a message")
+            waiter = self._recv_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                if self._recv_waiter is waiter:
+                    self._recv_waiter = None
+        message = messages.popleft()
+        if self._reading_paused and len(messages) <= self.max_queue // 4:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(
+        self, message: Data | AsyncIterable[Data] | Iterable[Data], *, compress: bool | None = None
+    ) -> None:
+        """Send a message, waiting while the outgoing buffer is above the high-water mark.
+
+        Args:
+            message: ``str`` (text), ``bytes`` (binary), or an (async) iterable of
+                fragments of one type, sent as one fragmented message.
+            compress: force permessage-deflate on or off for this message.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            InvalidState: the connection is still opening.
+            TypeError: a message of another type.
+        """
+        conn = self.conn
+        if isinstance(message, (str, bytes)):
+            if self._send_lock is not None and self._send_lock.locked():
+                async with self._send_lock:
+                    self._send_one(message, compress)
+            else:
+                self._send_one(message, compress)
+        elif isinstance(message, (bytearray, memoryview)):
+            self._send_one(bytes(message), compress)
+        elif isinstance(message, (AsyncIterable, Iterable)) and not isinstance(message, dict):
+            await self._send_fragments(message, compress)
+            return
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}")
+        if self._writing_paused and conn.state is State.OPEN:
+            await self._drain()
+
+    def _send_one(self, message: Data, compress: bool | None) -> None:
+        conn = self.conn
+        if conn.state is not State.OPEN or conn.close_sent is not None:
+            self._raise_not_open()
+        conn.send_message(message, compress=compress)
+        out = conn.data_to_send()
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+
+    async def _send_fragments(
+        self, fragments: AsyncIterable[Data] | Iterable[Data], compress: bool | None
+    ) -> None:
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
+        async with self._send_lock:
+            iterator: Any
+            if isinstance(fragments, AsyncIterable):
+                iterator = fragments.__aiter__()
+
+                async def next_fragment() -> Data | None:
+                    try:
+                        return await iterator.__anext__()  # type: ignore[no-any-return]
+                    except StopAsyncIteration:
+                        return None
+            else:
+                sync_iterator = iter(fragments)
+
+                async def next_fragment() -> Data | None:
+                    return next(sync_iterator, None)
+
+            current = await next_fragment()
+            if current is None:
+                return
+            kind = type(current)
+            while current is not None:
+                following = await next_fragment()
+                if not isinstance(current, (str, bytes)):
+                    raise TypeError("fragments must be str or bytes")
+                if type(current) is not kind:
+                    raise TypeError("all fragments of a message must be of the same type")
+                if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
+                    self._raise_not_open()
+                self.conn.send_fragment(current, fin=following is None, compress=compress)
+                for data in self.conn.data_to_send():
+                    self.transport.write(data)  # type: ignore[union-attr]
+                if self._writing_paused:
+                    await self._drain()
+                current = following
+
+    async def _drain(self) -> None:
+        while self._writing_paused and not self._closed.done():
+            if self._drain_waiter is None or self._drain_waiter.done():
+                self._drain_waiter = self._loop.create_future()
+            await asyncio.shield(self._drain_waiter)
+        if self._closed.done() and self.conn.close_rcvd is None:
+            raise self._closed_exception()
+
+    def _raise_not_open(self) -> None:
+        if self.ready_state is State.CONNECTING:
+            raise InvalidState("the connection is not open yet")
+        raise self._closed_exception()
+
+    async def ping(self, data: bytes | None = None) -> float:
+        """Send a ping and wait for its pong.
+
+        Returns:
+            The round-trip time in seconds.
+
+        Raises:
+            ConnectionClosed: the connection closed before the pong came.
+        """
+        if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
+            self._raise_not_open()
+        payload = data if data is not None else os.urandom(4)
+        while payload in self._pings:
+            payload = os.urandom(4)
+        fut: asyncio.Future[float] = self._loop.create_future()
+        self._pings[payload] = (fut, time.perf_counter())
+        self.conn.send_ping(payload)
+        for out in self.conn.data_to_send():
+            self.transport.write(out)  # type: ignore[union-attr]
+        return await fut
+
+    async def pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong (a one-way heartbeat).
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+        """
+        if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
+            self._raise_not_open()
+        self.conn.send_pong(data)
+        for out in self.conn.data_to_send():
+            self.transport.write(out)  # type: ignore[union-attr]
+
+    def _on_pong(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return
+        now = time.perf_counter()
+        # A pong answers its ping and every earlier one (RFC 6455 5.5.3 allows coalescing).
+        for key in list(self._pings):
+            fut, sent_at = self._pings.pop(key)
+            if not fut.done():
+                fut.set_result(now - sent_at)
+            if key == payload:
+                break
+        if self._ping_deadline is not None:
+            self._ping_deadline.cancel()
+            self._ping_deadline = None
+
+    # ------------------------------------------------------------------ keepalive
+
+    def _schedule_keepalive(self) -> None:
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self._keepalive = self._loop.call_later(self.ping_interval, self._keepalive_ping)
+
+    def _keepalive_ping(self) -> None:
+        self._keepalive = None
+        if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
+            return
+        if self._ping_deadline is None:
+            payload = os.urandom(4)
+            fut: asyncio.Future[float] = self._loop.create_future()
+            fut.add_done_callback(_consume_exception)
+            self._pings[payload] = (fut, time.perf_counter())
+            self.conn.send_ping(payload)
+            for out in self.conn.data_to_send():
+                self.transport.write(out)  # type: ignore[union-attr]
+            if self.ping_timeout is not None and self.ping_timeout > 0:
+                self._ping_deadline = self._loop.call_later(
+                    self.ping_timeout, self._keepalive_timeout
+                )
+        self._schedule_keepalive()
+
+    def _keepalive_timeout(self) -> None:
+        self._ping_deadline = None
+        if self.conn.state is not State.OPEN:
+            return
+        self.log.info("no pong within %ss: closing with 1011", self.ping_timeout)
+        self._abnormal = ConnectionClosedError(1011, "keepalive ping timeout")
+        self.conn.send_close(1011, "keepalive ping timeout")
+        for out in self.conn.data_to_send():
+            self.transport.write(out)  # type: ignore[union-attr]
+        # The peer is unresponsive: do not wait for its close frame.
+        if self.transport is not None:
+            self.transport.close()
+            self._close_timer = self._loop.call_later(self.close_timeout, self._abort)
+
+    # ------------------------------------------------------------------ closing
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait for the TCP connection to close.
+
+        Bounded by ``close_timeout``; after it the connection is aborted.
+
+        Raises:
+            ValueError: an invalid close code or a reason over 123 bytes.
+        """
+        conn = self.conn
+        self.closed_by_user = True
+        if self.transport is None:
+            self._state_override = State.CLOSED
+            return
+        if conn.state is State.OPEN:
+            conn.send_close(code, reason)
+            for out in conn.data_to_send():
+                self.transport.write(out)
+            self._after_close_step()
+        else:
+            # validate arguments all the same: misuse raises at once
+            from ..protocol.frames import serialize_close
+
+            serialize_close(code, reason)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), self.close_timeout)
+        except asyncio.TimeoutError:
+            self._abort()
+            await asyncio.shield(self._closed)
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self._closed)
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self._closed.done():
+            self.log.debug("aborting the TCP connection")
+            self.transport.abort()
+
+    def _closed_exception(self) -> ConnectionClosed:
+        conn = self.conn
+        rcvd = conn.close_rcvd
+        sent = conn.close_sent
+        code = rcvd.code if rcvd is not None else 1006
+        reason = rcvd.reason if rcvd is not None else ""
+        sent_code = sent[0] if sent is not None else None
+        if (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CODES
+            and sent[0] in _OK_CODES
+            and conn.failure is None
+        ):
+            return ConnectionClosedOK(code, reason, sent_code)
+        exc = ConnectionClosedError(code, reason, sent_code)
+        cause = conn.failure or self._abnormal
+        if cause is not None and cause is not exc:
+            exc.__cause__ = cause
+        return exc
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _fire(self, name: str, *args: Any) -> None:
+        callback = getattr(self, name)
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(self._callback_done)
+        except Exception:
+            self.log.exception("error in %s callback", name)
+
+    def _callback_done(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("error in callback", exc_info=task.exception())
+
+    def start_callbacks(self) -> None:
+        """Deliver messages to ``on_message`` (browser-like API), in order.
+
+        Called once the connection is open; a no-op without ``on_message``.
+        """
+        self._fire("on_open")
+        if self.on_message is not None and self._pump is None:
+            self._pump = asyncio.ensure_future(self._pump_messages())
+
+    async def _pump_messages(self) -> None:
+        try:
+            async for message in self:
+                callback = self.on_message
+                if callback is None:
+                    continue
+                try:
+                    result = callback(message)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    self.log.exception("error in on_message callback")
+                    self._fire("on_error", exc)
+        except ConnectionClosedError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.id} {self.ready_state.name}>"
+
+
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
+    """Send ``message`` to every open connection without waiting.
+
+    Server-side frames are encoded once and the same bytes are written to every
+    recipient. Backpressure is respected: a recipient whose write buffer is above its
+    high-water mark (or that is sending a fragmented message) is skipped, and its
+    ``messages_dropped`` counter grows. Use ``await ws.send()`` per connection when every
+    message must arrive.
+
+    Returns:
+        How many connections the message was written to.
+    """
+    from ..protocol.connection import encode_server_frame
+
+    frame: bytes | None = None
+    sent = 0
+    for ws in connections:
+        conn = ws.conn
+        if conn.state is not State.OPEN or conn.close_sent is not None or ws.transport is None:
+            continue
+        if ws._writing_paused or conn._send_opcode:
+            ws.messages_dropped += 1
+            continue
+        if conn._is_client:
+            conn.send_message(message, compress=False)
+            for out in conn.data_to_send():
+                ws.transport.write(out)
+        else:
+            if frame is None:
+                frame = encode_server_frame(message)
+            ws.transport.write(frame)
+        sent += 1
+    return sent
+
+
+async def _await_all(aws: Iterable[Awaitable[Any]]) -> None:
+    await asyncio.gather(*aws, return_exceptions=True)

@@ -1,0 +1,454 @@
+"""The asyncio WebSocket server: HTTP/1.1 handshake on ``asyncio.Protocol``, then WebSocket.
+
+One port serves WebSocket upgrades and, with ``http_handler``, plain HTTP requests
+(keep-alive, one request at a time per connection), which the engine layer uses for
+HTTP long-polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConnectionClosed, InvalidRequest
+from ..protocol.connection import DEFAULT_MAX_SIZE, Connection, Side
+from ..protocol.deflate import DeflateOptions
+from ..protocol.handshake import Request, Response, is_upgrade_request, server_accept
+from .connection import WebSocket
+from .http import HTTPError, RequestParser
+
+__all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
+
+logger = logging.getLogger("tether.server")
+
+Handler = Callable[[WebSocket], Awaitable[None]]
+ProcessRequest = Callable[[Request], "Response | None | Awaitable[Response | None]"]
+HTTPHandler = Callable[[Request], Awaitable[Response]]
+
+
+def _deflate_options(compression: str | DeflateOptions | None) -> DeflateOptions | None:
+    if compression is None:
+        return None
+    if isinstance(compression, DeflateOptions):
+        return compression
+    if compression == "deflate":
+        # Bounded memory per connection: a 32 KiB window and a small memLevel.
+        return DeflateOptions(server_max_window_bits=15, mem_level=5)
+    raise ValueError(f"unsupported compression: {compression!r}")
+
+
+class _HTTPProtocol(asyncio.Protocol):
+    """One TCP connection until it upgrades (or for its whole life, for plain HTTP)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(
+            max_header_size=server.max_header_size, max_body_size=server.max_body_size
+        )
+        self.pending: list[Request] = []
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.leftover = b""
+        self.upgrading = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        if server._max_connections is not None and len(server._open) >= server._max_connections:
+            self._respond(Response.text(503, "too many connections"), close=True)
+            return
+        server._http.add(self)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        timeout = self.server.open_timeout
+        if timeout is not None:
+            self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.transport is not None and not self.busy:
+            logger.info("no complete request in %ss: closing", self.server.open_timeout)
+            self._respond(Response.text(408, "request timeout"), close=True)
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgrading:
+            self.leftover += data
+            return
+        try:
+            requests = self.parser.feed(data)
+        except HTTPError as exc:
+            self._respond(Response.text(exc.status, str(exc)), close=True)
+            return
+        if self.parser.upgrade_offset is not None:
+            self.leftover = data[self.parser.upgrade_offset :]
+            self.upgrading = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+        self.pending.extend(requests)
+        if len(self.pending) > 8:
+            self._respond(Response.text(429, "too many pipelined requests"), close=True)
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if self.busy or not self.pending or self.transport is None:
+            return
+        self.busy = True
+        request = self.pending.pop(0)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        task = asyncio.ensure_future(self._handle(request))
+        self.server._tasks.add(task)
+        task.add_done_callback(self.server._tasks.discard)
+
+    async def _handle(self, request: Request) -> None:
+        server = self.server
+        try:
+            if is_upgrade_request(request):
+                await self._upgrade(request)
+                return
+            if server.http_handler is None:
+                response = Response.text(
+                    426, "this is a WebSocket endpoint", [("Upgrade", "websocket")]
+                )
+            else:
+                try:
+                    response = await server.http_handler(request)
+                except Exception:
+                    logger.exception("error in http_handler")
+                    response = Response.text(500, "internal server error")
+            keep = self.parser.keep_alive and not self.upgrading and not server._closing
+            self._respond(response, close=not keep)
+        finally:
+            self.busy = False
+        if self.transport is not None and not self.transport.is_closing():
+            self._arm_timer()
+            self._next()
+
+    def _respond(self, response: Response, *, close: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if close and response.headers is not None:
+            response.headers.add("Connection", "close")  # type: ignore[union-attr]
+        transport.write(response.serialize())
+        if close:
+            transport.close()
+            self._forget()
+
+    def _forget(self) -> None:
+        self.server._http.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    async def _upgrade(self, request: Request) -> None:
+        server = self.server
+        transport = self.transport
+        assert transport is not None
+        if server.process_request is not None:
+            try:
+                result = server.process_request(request)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception("error in process_request")
+                result = Response.text(500, "internal server error")
+            if result is not None:
+                assert isinstance(result, Response)
+                self._respond(result, close=True)
+                return
+        try:
+            accepted = server_accept(
+                request,
+                subprotocols=server.subprotocols,
+                deflate=server.deflate,
+                origins=server.origins,
+            )
+        except InvalidRequest as exc:
+            logger.info("handshake rejected (%s): %s", exc.status, exc)
+            self._respond(Response.text(exc.status, str(exc), exc.headers), close=True)
+            return
+        if transport.is_closing() or server._closing:
+            self._respond(Response.text(503, "server shutting down"), close=True)
+            return
+        if server.process_response is not None:
+            server.process_response(request, accepted.response)
+        self._forget()
+        transport.write(accepted.response.serialize())
+        ws = WebSocket(
+            Connection(
+                Side.SERVER, max_size=server.max_size, deflate=accepted.deflate
+            ),
+            request=request,
+            response=accepted.response,
+            subprotocol=accepted.subprotocol,
+            max_queue=server.max_queue,
+            write_limit=server.write_limit,
+            ping_interval=server.ping_interval,
+            ping_timeout=server.ping_timeout,
+            close_timeout=server.close_timeout,
+        )
+        server._open.add(ws)
+        ws._closed.add_done_callback(lambda _: server._open.discard(ws))
+        ws.attach(transport, self.leftover)
+        self.transport = None
+        if not transport.is_closing():
+            transport.resume_reading()
+        ws.log.debug("open %s %s", request.target, ws.remote_address)
+        ws.start_callbacks()
+        await server._run_handler(ws)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        self.transport = None
+
+
+class Server:
+    """A running WebSocket server. Use :func:`serve` to create one.
+
+    Attributes:
+        connections: the open WebSocket connections.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        process_response: Callable[[Request, Response], None] | None = None,
+        http_handler: HTTPHandler | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origins: Sequence[str | None] | None = None,
+        compression: str | DeflateOptions | None = "deflate",
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int = 32,
+        write_limit: int = 65536,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        max_header_size: int = 16384,
+        max_body_size: int = 2**20,
+        max_connections: int | None = None,
+    ) -> None:
+        self.handler = handler
+        self.process_request = process_request
+        self.process_response = process_response
+        self.http_handler = http_handler
+        self.subprotocols = subprotocols
+        self.origins = origins
+        self.deflate = _deflate_options(compression)
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self._max_connections = max_connections
+        self._open: set[WebSocket] = set()
+        self._http: set[_HTTPProtocol] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._closing = False
+        self._servers: list[asyncio.AbstractServer] = []
+        self._closed_event = asyncio.Event()
+
+    @property
+    def connections(self) -> set[WebSocket]:
+        """The open WebSocket connections (a copy)."""
+        return set(self._open)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets."""
+        return [s for srv in self._servers for s in srv.sockets]  # type: ignore[misc]
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket."""
+        return int(self.sockets[0].getsockname()[1])
+
+    async def _run_handler(self, ws: WebSocket) -> None:
+        try:
+            await self.handler(ws)
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            await ws.close(1001, "server shutting down")
+            raise
+        except Exception:
+            ws.log.exception("error in connection handler")
+            await ws.close(1011, "internal error")
+            return
+        await ws.close(1000 if not self._closing else 1001)
+
+    async def start(
+        self,
+        host: str | Sequence[str] | None,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        backlog: int = 1024,
+        reuse_port: bool | None = None,
+    ) -> None:
+        """Start listening (called by :func:`serve`)."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            srv = await loop.create_server(
+                lambda: _HTTPProtocol(self), sock=sock, ssl=ssl, backlog=backlog
+            )
+        else:
+            srv = await loop.create_server(
+                lambda: _HTTPProtocol(self),
+                host,
+                port,
+                ssl=ssl,
+                backlog=backlog,
+                reuse_port=reuse_port,
+            )
+        self._servers.append(srv)
+
+    def close(self, *, close_connections: bool = True) -> None:
+        """Stop accepting connections; close open ones with 1001 (in the background)."""
+        if self._closing:
+            return
+        self._closing = True
+        for srv in self._servers:
+            srv.close()
+        task = asyncio.ensure_future(self._shutdown(close_connections))
+        self._tasks.add(task)
+
+    async def _shutdown(self, close_connections: bool) -> None:
+        for proto in list(self._http):
+            if proto.transport is not None and not proto.busy:
+                proto.transport.close()
+        if close_connections:
+            # Graceful: a 1001 to everyone, then wait for the closing handshakes (bounded).
+            await asyncio.gather(
+                *(ws.close(1001, "server shutting down") for ws in list(self._open)),
+                return_exceptions=True,
+            )
+        handlers = [t for t in self._tasks if t is not asyncio.current_task()]
+        if handlers:
+            _, pending = await asyncio.wait(handlers, timeout=self.close_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for srv in self._servers:
+            await srv.wait_closed()
+        self._closed_event.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every connection handler has returned."""
+        await self._closed_event.wait()
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled, then close gracefully."""
+        try:
+            await asyncio.Future()
+        finally:
+            self.close()
+            await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class serve:  # noqa: N801 - used like a function
+    """Start a WebSocket server: ``server = await serve(handler, host, port)``.
+
+    Also ``async with serve(...) as server:``, which closes it gracefully on exit.
+
+    Args:
+        handler: ``async def handler(ws)``, run for every connection; the connection is
+            closed (1000) when it returns, or with 1011 when it raises.
+        host: the interface(s) to listen on.
+        port: the TCP port (0 picks a free one; see ``server.port``).
+        ssl: an SSLContext to serve ``wss://``.
+        process_request: called with the :class:`Request` before the upgrade; may return
+            a :class:`Response` (401, 403, ...) to refuse it. May be a coroutine function.
+        process_response: called with the request and the 101 response before it is sent.
+        http_handler: ``async def(request) -> Response`` for plain HTTP requests on the
+            same port; without it they get 426.
+        subprotocols: supported subprotocols, in order of preference.
+        origins: allowed Origin values (None in the list allows a missing Origin);
+            others get 403. None allows any.
+        compression: ``"deflate"`` (default), a :class:`DeflateOptions`, or None.
+        max_size: the largest incoming message (1 MiB by default); larger ones close 1009.
+        max_queue: incoming messages buffered before reading from the socket pauses.
+        write_limit: the outgoing buffer's high-water mark; ``send()`` waits above it.
+        ping_interval: seconds between keepalive pings (None: off).
+        ping_timeout: seconds to wait for a pong before closing with 1011 (None: off).
+        open_timeout: seconds for a client to send a complete request (408 after).
+        close_timeout: seconds to wait for a closing handshake.
+        max_header_size: the largest request head (431 beyond).
+        max_body_size: the largest plain HTTP request body (413 beyond).
+        max_connections: above this many open connections, new ones get 503.
+        kwargs: passed to ``loop.create_server`` via :meth:`Server.start`
+            (``sock``, ``backlog``, ``reuse_port``).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int = 0,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        backlog: int = 1024,
+        reuse_port: bool | None = None,
+        **options: Any,
+    ) -> None:
+        self._server = Server(handler, **options)
+        self._start = (host, port, ssl, sock, backlog, reuse_port)
+
+    async def _create(self) -> Server:
+        host, port, ssl, sock, backlog, reuse_port = self._start
+        await self._server.start(
+            host, port, ssl=ssl, sock=sock, backlog=backlog, reuse_port=reuse_port
+        )
+        return self._server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._create()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.close()
+        await self._server.wait_closed()

@@ -1,0 +1,159 @@
+"""The one exception tree of tether.
+
+::
+
+    TetherError
+    ├── ProtocolError                 the peer broke RFC 6455 / RFC 7692 (kept as the cause)
+    │   └── PayloadTooBig             a message or frame over the configured limit
+    ├── InvalidHandshake              the opening handshake failed
+    │   ├── InvalidRequest            server side: the request cannot be upgraded (has .status)
+    │   ├── InvalidStatus             client side: the server answered something other than 101
+    │   ├── InvalidResponse           client side: a 101 that breaks the rules (bad Accept, ...)
+    │   └── NegotiationError          extensions or subprotocols could not be agreed
+    ├── ConnectionClosed              the connection is closed (has .code, .reason)
+    │   ├── ConnectionClosedOK        ... with 1000 or 1001 on both sides
+    │   └── ConnectionClosedError     ... any other way (the cause is kept as __cause__)
+    ├── InvalidState                  local misuse: an operation not allowed in this state
+    ├── InvalidURI                    a URI that is not ws:// or wss://
+    └── TimeoutError                  also a builtin TimeoutError
+        ├── OpenTimeout               the opening handshake did not finish in time
+        └── CloseTimeout              the closing handshake did not finish in time
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+
+__all__ = [
+    "CloseTimeout",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "InvalidHandshake",
+    "InvalidRequest",
+    "InvalidResponse",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "NegotiationError",
+    "OpenTimeout",
+    "PayloadTooBig",
+    "ProtocolError",
+    "TetherError",
+    "TimeoutError",
+]
+
+
+class TetherError(Exception):
+    """Base class of every exception raised by tether."""
+
+
+class ProtocolError(TetherError):
+    """The peer violated the protocol.
+
+    Attributes:
+        code: the close code the connection was failed with (1002, 1007, 1009, ...).
+    """
+
+    def __init__(self, message: str, code: int = 1002) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PayloadTooBig(ProtocolError):
+    """A message or frame is larger than the configured limit (close code 1009)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 1009)
+
+
+class InvalidHandshake(TetherError):
+    """The opening handshake failed."""
+
+
+class InvalidRequest(InvalidHandshake):
+    """The server cannot upgrade this request.
+
+    Attributes:
+        status: the HTTP status to answer with (400, 403, 426, ...).
+        headers: extra response headers.
+    """
+
+    def __init__(
+        self, message: str, status: int = 400, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = list(headers)
+
+
+class InvalidStatus(InvalidHandshake):
+    """The server answered the upgrade request with something other than 101.
+
+    Attributes:
+        status: the HTTP status code.
+        headers: the response headers as a list of (name, value).
+        body: the response body (possibly truncated to a safe size).
+    """
+
+    def __init__(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        super().__init__(f"server rejected the WebSocket connection: HTTP {status}")
+        self.status = status
+        self.headers = list(headers)
+        self.body = body
+
+
+class InvalidResponse(InvalidHandshake):
+    """The server answered 101 but broke the handshake rules."""
+
+
+class NegotiationError(InvalidHandshake):
+    """Extensions or subprotocols could not be negotiated."""
+
+
+class ConnectionClosed(TetherError):
+    """The connection is closed.
+
+    Attributes:
+        code: the close code received from the peer (1006 when none was received).
+        reason: the close reason received from the peer.
+        sent_code: the close code this side sent, or None.
+    """
+
+    def __init__(self, code: int, reason: str, sent_code: int | None = None) -> None:
+        self.code = code
+        self.reason = reason
+        self.sent_code = sent_code
+        text = f"connection closed: code {code}"
+        if reason:
+            text += f" ({reason})"
+        super().__init__(text)
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (1000 or 1001)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed abnormally or with an error code."""
+
+
+class InvalidState(TetherError):
+    """An operation is not allowed in the current state (local misuse)."""
+
+
+class InvalidURI(TetherError, ValueError):
+    """A URI that is not a valid ws:// or wss:// URI."""
+
+
+class TimeoutError(TetherError, builtins.TimeoutError):  # noqa: A001
+    """A tether timeout; also a builtin TimeoutError."""
+
+
+class OpenTimeout(TimeoutError):
+    """The opening handshake did not complete in time."""
+
+
+class CloseTimeout(TimeoutError):
+    """The closing handshake did not complete in time."""

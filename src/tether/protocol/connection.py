@@ -1,0 +1,550 @@
+"""The RFC 6455 connection state machine, sans I/O.
+
+Feed bytes with :meth:`Connection.receive_data`, read :meth:`Connection.events_received`,
+send with ``send_*`` and write :meth:`Connection.data_to_send` to the network. Every state
+transition of a WebSocket connection lives in this module.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import os
+from collections.abc import Callable
+
+from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
+from .deflate import PerMessageDeflate
+from .events import BinaryMessage, CloseReceived, Event, Ping, Pong, TextMessage
+from .frames import (
+    CloseCode,
+    Opcode,
+    apply_mask,
+    is_valid_close_code,
+    serialize_close,
+    serialize_frame,
+)
+
+__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Side", "State"]
+
+DEFAULT_MAX_SIZE = 2**20
+_MAX_CONTROL = 125  # RFC 6455 5.5
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CONT = Opcode.CONTINUATION.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+_DATA_OPCODES = frozenset({_CONT, _TEXT, _BINARY})
+_CONTROL_OPCODES = frozenset({_CLOSE, _PING, _PONG})
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Side(enum.Enum):
+    """Which end of the connection this is."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.IntEnum):
+    """Connection states; the values match the WHATWG ``readyState``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class _MaskSource:
+    """Unpredictable 4-byte masking keys (RFC 6455 5.3), drawn from os.urandom in bulk."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self) -> bytes:
+        pos = self._pos
+        if pos + 4 > len(self._buf):
+            self._buf = os.urandom(4096)
+            pos = 0
+        self._pos = pos + 4
+        return self._buf[pos : pos + 4]
+
+
+class Connection:
+    """One WebSocket connection after the opening handshake.
+
+    Args:
+        side: CLIENT masks what it sends and rejects masked frames; SERVER the reverse.
+        max_size: the largest message accepted, in bytes (after decompression); None for
+            no limit. Exceeding it fails the connection with 1009.
+        max_frame_size: the largest frame accepted; defaults to ``max_size``.
+        deflate: the negotiated permessage-deflate codec, if any.
+        mask_source: a callable returning 4-byte masking keys (clients only; for tests).
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_frame_size: int | None = None,
+        deflate: PerMessageDeflate | None = None,
+        mask_source: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.side = side
+        self.state = State.OPEN
+        self.max_size = max_size if max_size is not None else 2**63
+        self.max_frame_size = max_frame_size if max_frame_size is not None else self.max_size
+        self.deflate = deflate
+        self._is_client = side is Side.CLIENT
+        self._mask = (mask_source or _MaskSource()) if self._is_client else None
+        # incoming
+        self._buf = bytearray()
+        self._discard = False
+        self._remaining = 0  # payload bytes left in the current data frame
+        self._frame_mask: bytes | None = None
+        self._mask_offset = 0
+        self._frame_fin = True
+        self._msg_opcode = 0  # 0: no message in progress
+        self._msg_compressed = False
+        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_size = 0
+        self._inflated = 0  # bytes inflated so far in the current compressed message
+        self._utf8: codecs.IncrementalDecoder | None = None
+        self._events: list[Event] = []
+        # outgoing
+        self._out: list[bytes] = []
+        self._send_opcode = 0  # opcode of a fragmented message being sent, 0 if none
+        self._send_compressed = False
+        # closing
+        self.close_rcvd: CloseReceived | None = None
+        self.close_sent: tuple[int, str] | None = None
+        self.failure: ProtocolError | None = None
+        self.eof_received = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def close_code(self) -> int:
+        """The code the peer closed with (1005 for none, 1006 if no close frame came)."""
+        return self.close_rcvd.code if self.close_rcvd is not None else CloseCode.ABNORMAL
+
+    @property
+    def close_reason(self) -> str:
+        """The reason the peer closed with."""
+        return self.close_rcvd.reason if self.close_rcvd is not None else ""
+
+    @property
+    def should_close_transport(self) -> bool:
+        """Whether the I/O layer should now close the TCP connection.
+
+        RFC 6455 7.1.1: the server closes the TCP connection first, as soon as the closing
+        handshake is done (or the connection failed); the client waits for the server to do
+        so, and closes on its own only after receiving EOF (or after a timeout of its own).
+        """
+        if self.eof_received:
+            return True
+        if self._is_client:
+            return False
+        return self.failure is not None or (
+            self.close_sent is not None and self.close_rcvd is not None
+        )
+
+    # ------------------------------------------------------------------ receiving
+
+    def events_received(self) -> list[Event]:
+        """Return and clear the events parsed so far."""
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of the TCP connection."""
+        self.eof_received = True
+        self.state = State.CLOSED
+        self._discard = True
+        self._buf.clear()
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse bytes from the network; never raises for bad input from the peer.
+
+        A protocol violation fails the connection: a close frame with the right code is
+        queued, :attr:`failure` keeps the cause, and further input is ignored.
+        """
+        if self._discard:
+            return
+        buf = self._buf
+        buf += data
+        n = len(buf)
+        pos = 0
+        try:
+            while pos < n:
+                if self._remaining:
+                    take = min(self._remaining, n - pos)
+                    chunk = bytes(buf[pos : pos + take])
+                    pos += take
+                    self._remaining -= take
+                    if self._frame_mask is not None:
+                        chunk = self._unmask(chunk)
+                    self._on_payload(chunk, self._remaining == 0)
+                    if self._discard:
+                        return
+                    continue
+                if n - pos < 2:
+                    break
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                length = b1 & 0x7F
+                hlen = 2
+                if length == 126:
+                    hlen = 4
+                    if n - pos < 4:
+                        break
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                elif length == 127:
+                    hlen = 10
+                    if n - pos < 10:
+                        break
+                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                    if length >> 63:
+                        raise ProtocolError("64-bit length with the most significant bit set")
+                masked = b1 & 0x80
+                if masked:
+                    hlen += 4
+                if n - pos < hlen:
+                    break
+                opcode = b0 & 0x0F
+                fin = bool(b0 & 0x80)
+                # RFC 6455 5.1: servers reject unmasked frames, clients reject masked ones.
+                if bool(masked) == self._is_client:
+                    raise ProtocolError(
+                        "masked frame from the server"
+                        if self._is_client
+                        else "unmasked frame from the client"
+                    )
+                mask = bytes(buf[pos + hlen - 4 : pos + hlen]) if masked else None
+                if opcode in _CONTROL_OPCODES:
+                    self._check_control(b0, fin, length)
+                    if n - pos < hlen + length:
+                        break
+                    payload = bytes(buf[pos + hlen : pos + hlen + length])
+                    pos += hlen + length
+                    if mask is not None:
+                        payload = apply_mask(payload, mask)
+                    self._on_control(opcode, payload)
+                    if self._discard:
+                        return
+                    continue
+                if opcode not in _DATA_OPCODES:
+                    raise ProtocolError(f"reserved opcode {opcode:#x}")
+                self._start_data_frame(b0, opcode, fin, length)
+                pos += hlen
+                self._frame_mask = mask
+                self._mask_offset = 0
+                if length == 0:
+                    self._on_payload(b"", True)
+                    if self._discard:
+                        return
+                else:
+                    self._remaining = length
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        if pos:
+            del buf[:pos]
+
+    def _check_control(self, b0: int, fin: bool, length: int) -> None:
+        # RFC 6455 5.5: control frames are not fragmented and carry at most 125 bytes.
+        if b0 & 0x70:
+            raise ProtocolError("reserved bits set on a control frame")
+        if not fin:
+            raise ProtocolError("fragmented control frame")
+        if length > _MAX_CONTROL:
+            raise ProtocolError("control frame payload over 125 bytes")
+
+    def _start_data_frame(self, b0: int, opcode: int, fin: bool, length: int) -> None:
+        rsv = b0 & 0x70
+        if opcode == _CONT:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame without a message in progress")
+            if rsv:
+                raise ProtocolError("reserved bits set on a continuation frame")
+        else:
+            if self._msg_opcode:
+                raise ProtocolError("new data frame while a fragmented message is in progress")
+            # RFC 7692 6: RSV1 marks a compressed message, only with the extension.
+            if rsv & 0x30 or (rsv & 0x40 and self.deflate is None):
+                raise ProtocolError("reserved bits set without a negotiated extension")
+            self._msg_opcode = opcode
+            self._msg_compressed = bool(rsv)
+            self._msg_size = 0
+            self._inflated = 0
+            self._msg_parts = []
+            self._utf8 = None
+        if length > self.max_frame_size:
+            raise PayloadTooBig(f"frame of {length} bytes exceeds the limit")
+        if not self._msg_compressed and self._msg_size + length > self.max_size:
+            raise PayloadTooBig(f"message exceeds the limit of {self.max_size} bytes")
+        self._frame_fin = fin
+
+    def _unmask(self, chunk: bytes) -> bytes:
+        mask = self._frame_mask
+        assert mask is not None
+        off = self._mask_offset
+        if off:
+            mask = mask[off:] + mask[:off]
+        self._mask_offset = (off + len(chunk)) & 3
+        return apply_mask(chunk, mask)
+
+    def _on_payload(self, chunk: bytes, frame_done: bool) -> None:
+        """A piece of a data frame's payload, unmasked."""
+        msg_done = frame_done and self._frame_fin
+        opcode = self._msg_opcode
+        if self._msg_compressed:
+            deflate = self.deflate
+            assert deflate is not None
+            self._msg_size += len(chunk)  # bound the compressed input too
+            if self._msg_size > self.max_size:
+                raise PayloadTooBig(f"message exceeds the limit of {self.max_size} bytes")
+            limit = self.max_size - self._inflated
+            data = deflate.decompress(chunk, limit)
+            if msg_done:
+                data += deflate.end_message(limit - len(data))
+            self._inflated += len(data)
+            self._append(opcode, data, msg_done)
+        elif msg_done and not self._msg_parts and self._utf8 is None:
+            # Fast path: the whole message in one piece.
+            self._msg_opcode = 0
+            if opcode == _TEXT:
+                try:
+                    text = chunk.decode()
+                except UnicodeDecodeError as exc:
+                    raise ProtocolError(f"invalid UTF-8 in a text message: {exc}", 1007) from exc
+                self._events.append(TextMessage(text))
+            else:
+                self._events.append(BinaryMessage(chunk))
+            return
+        else:
+            self._msg_size += len(chunk)
+            self._append(opcode, chunk, msg_done)
+        if msg_done:
+            self._finish_message()
+
+    def _append(self, opcode: int, data: bytes, final: bool) -> None:
+        if opcode == _TEXT:
+            decoder = self._utf8
+            if decoder is None:
+                decoder = self._utf8 = _Utf8Decoder()
+            try:
+                # RFC 6455 8.1 fail fast: invalid UTF-8 is caught in the first bad piece.
+                text = decoder.decode(data, final)
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(f"invalid UTF-8 in a text message: {exc}", 1007) from exc
+            if text:
+                self._msg_parts.append(text)  # type: ignore[arg-type]
+        elif data:
+            self._msg_parts.append(data)  # type: ignore[arg-type]
+
+    def _finish_message(self) -> None:
+        opcode = self._msg_opcode
+        parts = self._msg_parts
+        self._msg_opcode = 0
+        self._msg_parts = []
+        self._utf8 = None
+        if opcode == _TEXT:
+            self._events.append(TextMessage("".join(parts)))  # type: ignore[arg-type]
+        else:
+            self._events.append(BinaryMessage(b"".join(parts)))  # type: ignore[arg-type]
+
+    def _on_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            # RFC 6455 5.5.2: answer with a pong carrying the same payload.
+            if self.close_sent is None:
+                self._out.append(self._frame(_PONG, payload))
+            self._events.append(Ping(payload))
+        elif opcode == _PONG:
+            self._events.append(Pong(payload))
+        else:
+            self._on_close(payload)
+
+    def _on_close(self, payload: bytes) -> None:
+        # RFC 6455 5.5.1
+        if len(payload) == 1:
+            raise ProtocolError("close frame with a 1-byte payload")
+        if payload:
+            code = int.from_bytes(payload[:2], "big")
+            if not is_valid_close_code(code):
+                raise ProtocolError(f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode()
+            except UnicodeDecodeError as exc:
+                raise ProtocolError("invalid UTF-8 in the close reason", 1007) from exc
+        else:
+            code, reason = CloseCode.NO_STATUS, ""
+        self.close_rcvd = CloseReceived(code, reason)
+        self._events.append(self.close_rcvd)
+        if self.close_sent is None:
+            # Echo the code (RFC 6455 5.5.1); an empty close is answered with an empty one.
+            echo = None if code == CloseCode.NO_STATUS else code
+            self._send_close_frame(echo, "")
+        self.state = State.CLOSING
+        # RFC 6455 1.4: nothing is processed after a close frame.
+        self._discard = True
+        self._buf.clear()
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """RFC 6455 7.1.7 Fail the WebSocket Connection."""
+        self.failure = exc
+        if self.close_sent is None and self.state is State.OPEN:
+            self._send_close_frame(exc.code, "")
+        self.state = State.CLOSING
+        self._discard = True
+        self._buf.clear()
+
+    # ------------------------------------------------------------------ sending
+
+    def _frame(self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+        if self._mask is not None:
+            return serialize_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self._mask())
+        return serialize_frame(opcode, payload, fin=fin, rsv1=rsv1)
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN or self.close_sent is not None:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+
+    def send_message(self, data: str | bytes, *, compress: bool | None = None) -> None:
+        """Queue a whole text (``str``) or binary (``bytes``) message.
+
+        Args:
+            data: the message.
+            compress: force compression on (True) or off (False); None compresses when
+                permessage-deflate was negotiated and the message is over the threshold.
+
+        Raises:
+            InvalidState: the connection is not open or a fragmented send is in progress.
+        """
+        self._check_open()
+        if self._send_opcode:
+            raise InvalidState("a fragmented message is being sent")
+        if isinstance(data, str):
+            opcode = _TEXT
+            payload = data.encode()
+        else:
+            opcode = _BINARY
+            payload = bytes(data) if not isinstance(data, bytes) else data
+        deflate = self.deflate
+        if (
+            deflate is not None
+            and deflate.can_compress
+            and (compress or (compress is None and len(payload) >= deflate.threshold))
+        ):
+            self._out.append(self._frame(opcode, deflate.compress(payload), rsv1=True))
+        else:
+            self._out.append(self._frame(opcode, payload))
+
+    def send_fragment(
+        self, data: str | bytes, *, fin: bool, compress: bool | None = None
+    ) -> None:
+        """Queue one fragment of a message (RFC 6455 5.4).
+
+        The first fragment's type (``str`` or ``bytes``) sets the message type; later
+        fragments must have the same type. ``fin`` marks the last fragment.
+
+        Raises:
+            InvalidState: the connection is not open.
+            TypeError: a fragment whose type differs from the first one.
+        """
+        self._check_open()
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        kind = _TEXT if isinstance(data, str) else _BINARY
+        if self._send_opcode:
+            if kind != self._send_opcode:
+                raise TypeError("all fragments of a message must be of the same type")
+            opcode = _CONT
+            compressed = self._send_compressed
+            rsv1 = False
+        else:
+            opcode = kind
+            deflate = self.deflate
+            compressed = bool(
+                deflate is not None and deflate.can_compress and compress is not False
+            )
+            self._send_compressed = compressed
+            rsv1 = compressed
+        if compressed:
+            assert self.deflate is not None
+            payload = self.deflate.compress(payload, fin=fin)
+        self._out.append(self._frame(opcode, payload, fin=fin, rsv1=rsv1))
+        self._send_opcode = 0 if fin else kind
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        """Queue a ping (RFC 6455 5.5.2).
+
+        Raises:
+            InvalidState: the connection is not open.
+            ValueError: the payload is over 125 bytes.
+        """
+        self._check_open()
+        if len(payload) > _MAX_CONTROL:
+            raise ValueError("ping payload over 125 bytes")
+        self._out.append(self._frame(_PING, payload))
+
+    def send_pong(self, payload: bytes = b"") -> None:
+        """Queue an unsolicited pong (RFC 6455 5.5.3).
+
+        Raises:
+            InvalidState: the connection is not open.
+            ValueError: the payload is over 125 bytes.
+        """
+        self._check_open()
+        if len(payload) > _MAX_CONTROL:
+            raise ValueError("pong payload over 125 bytes")
+        self._out.append(self._frame(_PONG, payload))
+
+    def send_close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 7.1.2). A no-op if already closing.
+
+        Raises:
+            ValueError: an invalid code or a reason too long.
+        """
+        payload = serialize_close(code, reason)  # validate even when it is a no-op
+        if self.close_sent is not None or self.state is State.CLOSED:
+            return
+        self._out.append(self._frame(_CLOSE, payload))
+        self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)
+        self.state = State.CLOSING
+
+    def _send_close_frame(self, code: int | None, reason: str) -> None:
+        self._out.append(self._frame(_CLOSE, serialize_close(code, reason)))
+        self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and clear the bytes queued for the network."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def prepare_broadcast(self, data: str | bytes) -> bytes:
+        """Encode ``data`` as one unmasked, uncompressed frame shareable by many servers.
+
+        The same bytes may be written to every server-side connection (servers never mask,
+        and permessage-deflate allows uncompressed messages).
+
+        Raises:
+            InvalidState: called on a client connection (clients must mask every frame).
+        """
+        if self._is_client:
+            raise InvalidState("a client cannot share frames between connections")
+        return encode_server_frame(data)
+
+
+def encode_server_frame(data: str | bytes) -> bytes:
+    """One unmasked, uncompressed, final data frame for ``data`` (str: text, bytes: binary)."""
+    if isinstance(data, str):
+        return serialize_frame(_TEXT, data.encode())
+    return serialize_frame(_BINARY, data)
