@@ -147,7 +147,7 @@ class InvalidURI(TetherError, ValueError):
     """A URI that is not a valid ws:// or wss:// URI."""
 
 
-class TimeoutError(TetherError, builtins.TimeoutError):  # noqa: A001
+class TimeoutError(TetherError, builtins.TimeoutError):
     """A tether timeout; also a builtin TimeoutError."""
 
 

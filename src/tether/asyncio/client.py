@@ -122,7 +122,7 @@ class _ClientHTTPProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request_bytes)
+        transport.write(self.request_bytes)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
@@ -149,7 +149,7 @@ class _ClientHTTPProtocol(asyncio.Protocol):
                 )
 
 
-class connect:  # noqa: N801 - used like a function
+class connect:
     """Open a WebSocket connection: ``ws = await connect(uri)``.
 
     Also ``async with connect(uri) as ws:`` (closed on exit), and ``async for ws in
@@ -263,7 +263,11 @@ class connect:  # noqa: N801 - used like a function
         if ssl_ctx is not None:
             kwargs["server_hostname"] = self.server_hostname or uri.host
         transport, proto = await loop.create_connection(
-            lambda: _ClientHTTPProtocol(request.serialize()), uri.host, uri.port, ssl=ssl_ctx, **kwargs
+            lambda: _ClientHTTPProtocol(request.serialize()),
+            uri.host,
+            uri.port,
+            ssl=ssl_ctx,
+            **kwargs,
         )
         try:
             response, leftover = await proto.done
@@ -284,7 +288,7 @@ class connect:  # noqa: N801 - used like a function
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
         )
-        ws.attach(transport, leftover)  # type: ignore[arg-type]
+        ws.attach(transport, leftover)
         transport.resume_reading()
         ws.log.debug("connected to %s", uri.host_header + uri.target)
         return ws

@@ -141,7 +141,7 @@ class WebSocket(asyncio.Protocol):
     def buffered_amount(self) -> int:
         """Bytes queued for sending but not yet handed to the kernel."""
         transport = self.transport
-        if transport is None or transport.is_closing() and self._closed.done():
+        if transport is None or (transport.is_closing() and self._closed.done()):
             return 0
         return transport.get_write_buffer_size()
 
@@ -182,9 +182,9 @@ class WebSocket(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=self.write_limit)
+        transport.set_write_buffer_limits(high=self.write_limit)  # type: ignore[attr-defined]
         self._schedule_keepalive()
 
     def attach(self, transport: asyncio.Transport, leftover: bytes = b"") -> None:
@@ -194,7 +194,7 @@ class WebSocket(asyncio.Protocol):
         if leftover:
             self.data_received(leftover)
 
-    def data_received(self, data: bytes) -> None:  # noqa: D102
+    def data_received(self, data: bytes) -> None:
         conn = self.conn
         conn.receive_data(data)
         events = conn.events_received()
@@ -237,11 +237,11 @@ class WebSocket(asyncio.Protocol):
             # The client waits for the server to close TCP, but not forever.
             self._close_timer = self._loop.call_later(self.close_timeout, self._abort)
 
-    def eof_received(self) -> bool | None:  # noqa: D102
+    def eof_received(self) -> bool | None:
         self.conn.receive_eof()
         return False  # let the transport close itself
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    def connection_lost(self, exc: Exception | None) -> None:
         if not self.conn.eof_received:
             self.conn.receive_eof()
         if exc is not None and self._abnormal is None and self.conn.close_rcvd is None:
@@ -267,10 +267,10 @@ class WebSocket(asyncio.Protocol):
         self.log.debug("closed: code %s", self.conn.close_code)
         self._fire("on_close", self.conn.close_code, self.conn.close_reason)
 
-    def pause_writing(self) -> None:  # noqa: D102
+    def pause_writing(self) -> None:
         self._writing_paused = True
 
-    def resume_writing(self) -> None:  # noqa: D102
+    def resume_writing(self) -> None:
         self._writing_paused = False
         waiter = self._drain_waiter
         if waiter is not None:
@@ -347,11 +347,40 @@ class WebSocket(asyncio.Protocol):
         elif isinstance(message, (bytearray, memoryview)):
             self._send_one(bytes(message), compress)
         elif isinstance(message, (AsyncIterable, Iterable)) and not isinstance(message, dict):
-            await self._send_fragments(message, compress)
+            await self._send_fragments(message, compress)  # type: ignore[arg-type]
             return
         else:
             raise TypeError(f"cannot send {type(message).__name__}")
         if self._writing_paused and conn.state is State.OPEN:
+            await self._drain()
+
+    def send_nowait(self, message: Data, *, compress: bool | None = None) -> bool:
+        """Write a message without waiting for backpressure.
+
+        For layers that keep their own bounded queue (the engine): the return value tells
+        whether the outgoing buffer is still under the high-water mark.
+
+        Returns:
+            False when the caller should wait (see :meth:`drain`) before writing more.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        self._send_one(message, compress)
+        return not self._writing_paused
+
+    @property
+    def writable(self) -> bool:
+        """Whether the outgoing buffer is under the high-water mark."""
+        return not self._writing_paused
+
+    async def drain(self) -> None:
+        """Wait until the outgoing buffer is under the high-water mark.
+
+        Raises:
+            ConnectionClosed: the connection closed while waiting.
+        """
+        if self._writing_paused:
             await self._drain()
 
     def _send_one(self, message: Data, compress: bool | None) -> None:
@@ -528,7 +557,7 @@ class WebSocket(asyncio.Protocol):
             serialize_close(code, reason)
         try:
             await asyncio.wait_for(asyncio.shield(self._closed), self.close_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._abort()
             await asyncio.shield(self._closed)
 

@@ -73,6 +73,7 @@ class RequestParser:
                 Headers(self._headers),
                 b"".join(self._body),
                 parser.get_http_version(),
+                bool(parser.should_keep_alive()),
             )
         )
 
@@ -80,11 +81,6 @@ class RequestParser:
         self._head_size += n
         if self._head_size > self.max_header_size:
             raise HTTPError("request head too large", 431)
-
-    @property
-    def keep_alive(self) -> bool:
-        """Whether the last request allows keeping the connection open."""
-        return bool(self._parser.should_keep_alive())
 
     def feed(self, data: bytes) -> list[Request]:
         """Parse bytes; return the requests completed.

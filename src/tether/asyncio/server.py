@@ -28,7 +28,7 @@ __all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
 logger = logging.getLogger("tether.server")
 
 Handler = Callable[[WebSocket], Awaitable[None]]
-ProcessRequest = Callable[[Request], "Response | None | Awaitable[Response | None]"]
+ProcessRequest = Callable[[Request], "Response | Awaitable[Response | None] | None"]
 HTTPHandler = Callable[[Request], Awaitable[Response]]
 
 
@@ -87,6 +87,7 @@ class _HTTPProtocol(asyncio.Protocol):
         try:
             requests = self.parser.feed(data)
         except HTTPError as exc:
+            logger.info("bad HTTP request: %s", exc)
             self._respond(Response.text(exc.status, str(exc)), close=True)
             return
         if self.parser.upgrade_offset is not None:
@@ -128,7 +129,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 except Exception:
                     logger.exception("error in http_handler")
                     response = Response.text(500, "internal server error")
-            keep = self.parser.keep_alive and not self.upgrading and not server._closing
+            keep = request.keep_alive and not self.upgrading and not server._closing
             self._respond(response, close=not keep)
         finally:
             self.busy = False
@@ -188,9 +189,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self._forget()
         transport.write(accepted.response.serialize())
         ws = WebSocket(
-            Connection(
-                Side.SERVER, max_size=server.max_size, deflate=accepted.deflate
-            ),
+            Connection(Side.SERVER, max_size=server.max_size, deflate=accepted.deflate),
             request=request,
             response=accepted.response,
             subprotocol=accepted.subprotocol,
@@ -275,7 +274,7 @@ class Server:
     @property
     def sockets(self) -> list[socket.socket]:
         """The listening sockets."""
-        return [s for srv in self._servers for s in srv.sockets]  # type: ignore[misc]
+        return [s for srv in self._servers for s in getattr(srv, "sockets", ())]
 
     @property
     def port(self) -> int:
@@ -379,7 +378,7 @@ class Server:
         await self.wait_closed()
 
 
-class serve:  # noqa: N801 - used like a function
+class serve:
     """Start a WebSocket server: ``server = await serve(handler, host, port)``.
 
     Also ``async with serve(...) as server:``, which closes it gracefully on exit.

@@ -446,9 +446,7 @@ class Connection:
         else:
             self._out.append(self._frame(opcode, payload))
 
-    def send_fragment(
-        self, data: str | bytes, *, fin: bool, compress: bool | None = None
-    ) -> None:
+    def send_fragment(self, data: str | bytes, *, fin: bool, compress: bool | None = None) -> None:
         """Queue one fragment of a message (RFC 6455 5.4).
 
         The first fragment's type (``str`` or ``bytes``) sets the message type; later

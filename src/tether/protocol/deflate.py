@@ -10,8 +10,8 @@ from ..exceptions import NegotiationError, PayloadTooBig, ProtocolError
 __all__ = [
     "DeflateOptions",
     "PerMessageDeflate",
-    "client_offer",
     "client_accept_response",
+    "client_offer",
     "parse_extensions",
     "server_accept_offers",
 ]

@@ -79,7 +79,7 @@ try:  # the compiled twin, when the package was built with it
 except ImportError:  # pragma: no cover - depends on the build
     pass
 else:  # pragma: no cover
-    apply_mask = _c_apply_mask  # noqa: F811
+    apply_mask = _c_apply_mask
 
 
 def serialize_frame(

@@ -107,6 +107,7 @@ class Request:
         headers: the headers.
         body: the body (empty for an upgrade).
         http_version: ``"1.1"`` or ``"1.0"``.
+        keep_alive: whether the connection may carry another request after this one.
     """
 
     method: str
@@ -114,6 +115,7 @@ class Request:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     http_version: str = "1.1"
+    keep_alive: bool = True
 
     @property
     def path(self) -> str:
@@ -233,7 +235,9 @@ def server_accept(
         raise InvalidRequest("missing or repeated Host header", 400)
     if "websocket" not in headers.tokens("Upgrade"):
         raise InvalidRequest(
-            "missing 'Upgrade: websocket'", 426, [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+            "missing 'Upgrade: websocket'",
+            426,
+            [("Upgrade", "websocket"), ("Connection", "Upgrade")],
         )
     if "upgrade" not in headers.tokens("Connection"):
         raise InvalidRequest("the Connection header lacks the 'upgrade' token", 400)
@@ -264,7 +268,9 @@ def server_accept(
 
     chosen: str | None = None
     if subprotocols:
-        offered = [p.strip() for v in headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")]
+        offered = [
+            p.strip() for v in headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")
+        ]
         for proto in subprotocols:
             if proto in offered:
                 chosen = proto

@@ -1,0 +1,818 @@
+"""The asyncio Engine.IO v4 client: HTTP long-polling, WebSocket, and the upgrade between them.
+
+One :class:`EngineClient` is one Engine.IO session. It does not reconnect: the Socket.IO
+client above it opens a new session after a loss.
+
+Transports (engine.io-protocol README, "Transports"):
+
+* ``polling``: a small HTTP/1.1 client on ``asyncio.Protocol`` with keep-alive, responses
+  parsed by httptools. Like a browser it keeps two connections: one for the long-polling
+  ``GET`` requests and one for the ``POST`` requests, so a write never waits behind a poll.
+* ``websocket``: :func:`tether.connect`, one Engine.IO packet per frame.
+
+With ``transports=["polling", "websocket"]`` (the default) the session opens on polling and
+then probes a WebSocket (``2probe`` / ``3probe``); once the probe answers, polling is paused
+(the server flushes the pending ``GET`` with a ``noop``), the pending writes are flushed,
+``5`` (upgrade) is sent on the WebSocket and the session continues there. When the probe
+fails (a proxy refuses the upgrade: connection error, non-101, timeout) the session stays on
+polling and keeps working.
+
+Heartbeats (README "Heartbeat"): the server pings every ``pingInterval``; the client answers
+each ping with a pong. When no ping arrives for ``pingInterval + pingTimeout`` the session is
+considered lost (close reason ``"ping timeout"``).
+
+Bounded buffers: outgoing packets wait in a queue of at most ``max_outbox`` packets
+(:meth:`EngineClient.send` waits while it is full); incoming messages are handed to the
+``on_message`` coroutine one at a time, in order, and the transport is not read while it runs,
+so a slow consumer pushes back on the server. ``POST`` bodies respect the server's
+``maxPayload``: packets are split over several requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import ssl as ssl_module
+import urllib.parse
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..asyncio.client import connect as ws_connect
+from ..asyncio.connection import WebSocket
+from ..asyncio.http import HTTPError, ResponseParser
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState, TetherError
+from ..protocol.handshake import Headers, Response
+from .packets import (
+    PROBE,
+    PROTOCOL_VERSION,
+    OpenPayload,
+    Packet,
+    PacketError,
+    PacketType,
+    decode_packet,
+    decode_payload,
+    encode_packet,
+    encode_payload,
+)
+
+__all__ = [
+    "TRANSPORTS",
+    "EngineClient",
+    "EngineConnectionError",
+    "EngineURL",
+    "parse_url",
+]
+
+logger = logging.getLogger("tether.engine.client")
+
+#: The transports this client implements, in the order of the default preference.
+TRANSPORTS = ("polling", "websocket")
+
+MessageHandler = Callable[[str | bytes], Awaitable[None]]
+CloseHandler = Callable[[str], None]
+
+
+class EngineConnectionError(TetherError, ConnectionError):
+    """The Engine.IO session could not be opened, or a transport request failed.
+
+    Attributes:
+        status: the HTTP status when the server answered with an error, else None.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class EngineURL:
+    """Where the Engine.IO server lives.
+
+    Attributes:
+        secure: https/wss.
+        host: the host name or address.
+        port: the TCP port.
+        path: the Engine.IO path, with a trailing slash (``/socket.io/``).
+        query: extra query parameters from the URL, kept on every request.
+    """
+
+    secure: bool
+    host: str
+    port: int
+    path: str
+    query: tuple[tuple[str, str], ...]
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port != (443 if self.secure else 80):
+            host = f"{host}:{self.port}"
+        return host
+
+    def target(self, **params: str) -> str:
+        """The request target: path and query (``EIO=4`` first, then ``params``)."""
+        query = [("EIO", str(PROTOCOL_VERSION)), *params.items(), *self.query]
+        return self.path + "?" + urllib.parse.urlencode(query)
+
+    def websocket_uri(self, **params: str) -> str:
+        """The ``ws://`` or ``wss://`` URI of the WebSocket transport."""
+        scheme = "wss" if self.secure else "ws"
+        return f"{scheme}://{self.host_header}{self.target(**params)}"
+
+
+def parse_url(url: str, path: str = "/engine.io/") -> EngineURL:
+    """Parse a server URL (``http``, ``https``, ``ws`` or ``wss``).
+
+    The URL's own query parameters are sent with every request (socket.io-client does the
+    same). Its path, if any other than ``/``, is ignored: ``path`` names the endpoint.
+
+    Raises:
+        ValueError: another scheme, or no host.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https", "ws", "wss"):
+        raise ValueError(f"not an http(s):// or ws(s):// URL: {url!r}")
+    if not parsed.hostname:
+        raise ValueError(f"no host in {url!r}")
+    secure = parsed.scheme in ("https", "wss")
+    port = parsed.port or (443 if secure else 80)
+    if not path.startswith("/"):
+        path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
+    query = tuple(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+    return EngineURL(secure, parsed.hostname, port, path, query)
+
+
+# --------------------------------------------------------------------------- HTTP/1.1
+
+
+class _HTTPProtocol(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; one request in flight at a time."""
+
+    def __init__(self, max_body_size: int) -> None:
+        self.max_body_size = max_body_size
+        self.transport: asyncio.Transport | None = None
+        self.parser: ResponseParser | None = None
+        self.waiter: asyncio.Future[Response] | None = None
+        self.dead = False
+        self.received_any = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def start(self, request: bytes) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        self.parser = ResponseParser(max_body_size=self.max_body_size)
+        self.received_any = False
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        parser, waiter = self.parser, self.waiter
+        if parser is None or waiter is None or waiter.done():
+            # Bytes nobody asked for: the connection is out of step, drop it.
+            self._fail(EngineConnectionError("unexpected data from the HTTP server"))
+            return
+        self.received_any = True
+        try:
+            parser.feed(data)
+        except HTTPError as exc:
+            self._fail(EngineConnectionError(f"malformed HTTP response: {exc}"))
+            return
+        if parser.complete:
+            self.parser = None
+            waiter.set_result(parser.response())
+
+    def _fail(self, exc: BaseException) -> None:
+        self.dead = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.dead = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                EngineConnectionError(f"HTTP connection lost: {exc or 'closed by the server'}")
+            )
+
+
+class _HTTPConnection:
+    """A minimal keep-alive HTTP/1.1 client for one host (reconnects when the server closed)."""
+
+    def __init__(
+        self,
+        url: EngineURL,
+        *,
+        ssl: ssl_module.SSLContext | None,
+        headers: Sequence[tuple[str, str]],
+        max_body_size: int,
+    ) -> None:
+        self.url = url
+        self.ssl = ssl
+        self.headers = list(headers)
+        self.max_body_size = max_body_size
+        self._proto: _HTTPProtocol | None = None
+
+    async def _open(self) -> _HTTPProtocol:
+        loop = asyncio.get_running_loop()
+        ssl_ctx = None
+        if self.url.secure:
+            ssl_ctx = self.ssl or ssl_module.create_default_context()
+        try:
+            _, proto = await loop.create_connection(
+                lambda: _HTTPProtocol(self.max_body_size),
+                self.url.host,
+                self.url.port,
+                ssl=ssl_ctx,
+            )
+        except OSError as exc:
+            raise EngineConnectionError(f"cannot connect to {self.url.host_header}: {exc}") from exc
+        return proto
+
+    async def request(
+        self, method: str, target: str, body: bytes | None = None, *, timeout: float
+    ) -> Response:
+        """Send one request and return its response (any status).
+
+        Raises:
+            EngineConnectionError: connection failure, malformed response, or timeout.
+        """
+        head = [f"{method} {target} HTTP/1.1", f"Host: {self.url.host_header}"]
+        head += [f"{name}: {value}" for name, value in self.headers]
+        if body is not None:
+            head.append("Content-Type: text/plain;charset=UTF-8")
+            head.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        for attempt in (0, 1):
+            proto = self._proto
+            reused = proto is not None and not proto.dead
+            if proto is None or proto.dead:
+                proto = self._proto = await self._open()
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await proto.start(data)
+            except TimeoutError:
+                self.close()
+                raise EngineConnectionError(f"{method} timed out after {timeout}s") from None
+            except EngineConnectionError:
+                # A kept-alive connection the server closed just as we reused it: once more
+                # on a fresh one, unless the server had started answering.
+                if reused and attempt == 0 and not proto.received_any:
+                    self.close()
+                    continue
+                self.close()
+                raise
+            if _wants_close(response):
+                self.close()
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        proto = self._proto
+        self._proto = None
+        if proto is not None:
+            proto.dead = True
+            if proto.transport is not None:
+                proto.transport.abort()
+
+
+def _wants_close(response: Response) -> bool:
+    headers = response.headers
+    assert isinstance(headers, Headers)
+    return any(token.lower() == "close" for token in headers.tokens("connection"))
+
+
+def _check_body_length(response: Response) -> None:
+    headers = response.headers
+    assert isinstance(headers, Headers)
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) != len(response.body):
+        raise EngineConnectionError(f"response body larger than the limit ({length} bytes)")
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class EngineClient:
+    """One Engine.IO v4 client session.
+
+    Args:
+        url: the server URL (``http://``, ``https://``, ``ws://`` or ``wss://``).
+        on_message: coroutine called with each ``MESSAGE`` payload (str or bytes), in order;
+            reading pauses while it runs.
+        on_close: called once, with the reason (``"io client disconnect"``,
+            ``"transport close"``, ``"transport error"``, ``"ping timeout"``,
+            ``"parse error"``), when the session ends after having opened.
+        path: the Engine.IO endpoint (``/socket.io/`` for Socket.IO servers).
+        transports: ``"polling"`` and/or ``"websocket"``; the session opens on the first and
+            upgrades to ``"websocket"`` when it is listed after ``"polling"``.
+        headers: extra HTTP headers for every request and the WebSocket handshake.
+        ssl: TLS context for ``https``/``wss``.
+        open_timeout: seconds for the handshake (and for the upgrade probe).
+        request_timeout: the bound on one ``POST`` (a ``GET`` is bounded by the heartbeat).
+        max_message_size: the largest response body or WebSocket message accepted.
+        max_outbox: outgoing packets buffered before :meth:`send` waits.
+        compression: permessage-deflate for the WebSocket transport (``"deflate"`` or None).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_message: MessageHandler,
+        on_close: CloseHandler | None = None,
+        path: str = "/engine.io/",
+        transports: Sequence[str] = TRANSPORTS,
+        headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        open_timeout: float = 10.0,
+        request_timeout: float = 20.0,
+        max_message_size: int = 16 * 2**20,
+        max_outbox: int = 1024,
+        compression: str | None = None,
+    ) -> None:
+        transports = list(transports)
+        if not transports or any(t not in TRANSPORTS for t in transports):
+            raise ValueError(f"transports must be a non-empty subset of {TRANSPORTS}")
+        if max_outbox < 1:
+            raise ValueError("max_outbox must be at least 1")
+        self.url = parse_url(url, path)
+        self.transports = transports
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        self.headers = list(headers or ())
+        self.ssl = ssl
+        self.open_timeout = open_timeout
+        self.request_timeout = request_timeout
+        self.max_message_size = max_message_size
+        self.max_outbox = max_outbox
+        self.compression = compression
+        self.on_message = on_message
+        self.on_close = on_close
+        self.log = logger
+
+        #: The handshake data once open.
+        self.handshake: OpenPayload | None = None
+        #: The transport in use: ``"polling"`` or ``"websocket"`` (None before opening).
+        self.transport: str | None = None
+        #: Why the session ended, once it has.
+        self.close_reason: str | None = None
+        #: Whether the polling -> WebSocket upgrade was tried and failed.
+        self.upgrade_failed = False
+
+        self._loop = asyncio.get_running_loop()
+        self._outbox: collections.deque[Packet] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_space = asyncio.Event()
+        self._outbox_space.set()
+        self._write_lock = asyncio.Lock()
+        self._paused = False
+        self._ws: WebSocket | None = None
+        self._get: _HTTPConnection | None = None
+        self._post: _HTTPConnection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = self._loop.create_future()
+        self._opened = False
+        self._closing = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def sid(self) -> str | None:
+        """The session id, once open."""
+        return self.handshake.sid if self.handshake else None
+
+    @property
+    def open(self) -> bool:
+        """Whether the session is open (not closing or closed)."""
+        return self._opened and not self._closed.done() and not self._closing
+
+    @property
+    def max_payload(self) -> int | None:
+        """The server's ``maxPayload`` (bytes per ``POST``), when it announced one."""
+        return self.handshake.max_payload if self.handshake else None
+
+    # ------------------------------------------------------------------ opening
+
+    async def connect(self) -> None:
+        """Open the session on the first transport (then upgrade in the background).
+
+        Raises:
+            EngineConnectionError: the server is unreachable, refused the handshake (has
+                ``status``), or the handshake was malformed or too slow.
+            InvalidState: called twice.
+        """
+        if self._opened or self._closed.done():
+            raise InvalidState("an EngineClient opens once")
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                if self.transports[0] == "polling":
+                    first = await self._open_polling()
+                else:
+                    first = await self._open_websocket()
+        except TimeoutError:
+            self._teardown()
+            raise EngineConnectionError(
+                f"Engine.IO handshake timed out after {self.open_timeout}s"
+            ) from None
+        except BaseException:
+            self._teardown()
+            raise
+        self._opened = True
+        self._reset_watchdog()
+        self._spawn(self._writer())
+        if self.transport == "polling":
+            self._reader = self._spawn(self._poll_loop(first))
+            if "websocket" in self.transports[1:] and "websocket" in self.handshake_upgrades:
+                self._spawn(self._upgrade())
+        else:
+            self._reader = self._spawn(self._ws_loop())
+        self.log.debug("session %s open on %s", self.sid, self.transport)
+
+    @property
+    def handshake_upgrades(self) -> tuple[str, ...]:
+        return self.handshake.upgrades if self.handshake else ()
+
+    async def _open_polling(self) -> list[Packet]:
+        self._get = _HTTPConnection(
+            self.url, ssl=self.ssl, headers=self.headers, max_body_size=self.max_message_size
+        )
+        self._post = _HTTPConnection(
+            self.url, ssl=self.ssl, headers=self.headers, max_body_size=65536
+        )
+        response = await self._get.request(
+            "GET", self.url.target(transport="polling"), timeout=self.open_timeout
+        )
+        if response.status != 200:
+            raise EngineConnectionError(
+                f"handshake refused: HTTP {response.status} {response.body[:200]!r}",
+                response.status,
+            )
+        _check_body_length(response)
+        try:
+            packets = decode_payload(response.body)
+        except PacketError as exc:
+            raise EngineConnectionError(f"malformed handshake: {exc}") from exc
+        if packets[0].type is not PacketType.OPEN or not isinstance(packets[0].data, str):
+            raise EngineConnectionError("the handshake did not start with an OPEN packet")
+        self._set_handshake(packets[0].data)
+        self.transport = "polling"
+        return packets[1:]
+
+    async def _connect_websocket(self, **params: str) -> WebSocket:
+        try:
+            return await ws_connect(
+                self.url.websocket_uri(transport="websocket", **params),
+                ssl=self.ssl if self.url.secure else None,
+                compression=self.compression,
+                additional_headers=self.headers,
+                max_size=self.max_message_size,
+                # Engine.IO has its own heartbeat.
+                ping_interval=None,
+                ping_timeout=None,
+                open_timeout=self.open_timeout,
+                close_timeout=2.0,
+            )
+        except (OSError, InvalidHandshake) as exc:
+            status = getattr(exc, "status", None)
+            raise EngineConnectionError(f"WebSocket connection failed: {exc}", status) from exc
+
+    async def _open_websocket(self) -> list[Packet]:
+        ws = self._ws = await self._connect_websocket()
+        try:
+            message = await ws.recv()
+            packet = decode_packet(message)
+        except (ConnectionClosed, PacketError) as exc:
+            raise EngineConnectionError(f"WebSocket handshake failed: {exc}") from exc
+        if packet.type is not PacketType.OPEN or not isinstance(packet.data, str):
+            raise EngineConnectionError("the handshake did not start with an OPEN packet")
+        self._set_handshake(packet.data)
+        self.transport = "websocket"
+        return []
+
+    def _set_handshake(self, data: str) -> None:
+        try:
+            self.handshake = OpenPayload.from_json(data)
+        except PacketError as exc:
+            raise EngineConnectionError(f"malformed OPEN packet: {exc}") from exc
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, *messages: str | bytes) -> None:
+        """Queue messages for sending, in order, as consecutive packets.
+
+        Waits while the outgoing queue is full. The messages of one call are never split
+        by another caller's messages (a Socket.IO packet and its attachments stay together).
+
+        Raises:
+            ConnectionClosed: the session is closing or closed.
+        """
+        while True:
+            if not self.open:
+                raise ConnectionClosed(1006, f"Engine.IO session closed ({self.close_reason})")
+            if len(self._outbox) < self.max_outbox:
+                break
+            self._outbox_space.clear()
+            await self._outbox_space.wait()
+        for message in messages:
+            self._outbox.append(Packet(PacketType.MESSAGE, message))
+        self._outbox_ready.set()
+
+    def _queue(self, packet: Packet) -> None:
+        """Queue a control packet (pong) without waiting: it is tiny and must not block."""
+        self._outbox.append(packet)
+        self._outbox_ready.set()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                while not self._outbox or self._paused:
+                    self._outbox_ready.clear()
+                    await self._outbox_ready.wait()
+                async with self._write_lock:
+                    if self.transport == "websocket":
+                        await self._write_websocket()
+                    else:
+                        await self._write_polling()
+                if len(self._outbox) < self.max_outbox:
+                    self._outbox_space.set()
+        except (EngineConnectionError, ConnectionClosed) as exc:
+            self.log.info("session %s: write failed: %s", self.sid, exc)
+            self._lost("transport error")
+
+    async def _write_websocket(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        while self._outbox and not self._paused:
+            packet = self._outbox.popleft()
+            await ws.send(encode_packet(packet, binary_supported=True))
+
+    async def _write_polling(self) -> None:
+        batch = self._take_batch()
+        body = encode_payload(batch).encode("utf-8")
+        assert self._post is not None
+        response = await self._post.request(
+            "POST",
+            self.url.target(transport="polling", sid=self.sid or ""),
+            body,
+            timeout=self.request_timeout,
+        )
+        if response.status != 200:
+            raise EngineConnectionError(f"POST refused: HTTP {response.status}", response.status)
+
+    def _take_batch(self) -> list[Packet]:
+        """Pop the packets of one POST: as many as fit in ``maxPayload`` (at least one)."""
+        limit = self.max_payload
+        batch: list[Packet] = []
+        size = 0
+        outbox = self._outbox
+        while outbox:
+            encoded = len(encode_payload([outbox[0]]).encode("utf-8"))
+            extra = encoded + (1 if batch else 0)  # the \x1e separator
+            if batch and limit is not None and size + extra > limit:
+                break
+            if not batch and limit is not None and encoded > limit:
+                self.log.warning(
+                    "a packet of %d bytes exceeds the server's maxPayload (%d)", encoded, limit
+                )
+            batch.append(outbox.popleft())
+            size += extra
+        return batch
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _handle(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            assert packet.data is not None
+            await self.on_message(packet.data)
+        elif ptype is PacketType.PING:
+            self._reset_watchdog()
+            self._queue(Packet(PacketType.PONG, packet.data))
+        elif ptype is PacketType.CLOSE:
+            self.log.info("session %s closed by the server", self.sid)
+            self._lost("transport close")
+        # NOOP, PONG, OPEN, UPGRADE: nothing to do here.
+
+    async def _poll_loop(self, first: list[Packet]) -> None:
+        try:
+            for packet in first:
+                await self._handle(packet)
+            assert self._get is not None and self.handshake is not None
+            # A GET waits for data up to pingInterval; the watchdog bounds the rest.
+            timeout = (self.handshake.ping_interval + self.handshake.ping_timeout) / 1000 + 5
+            while not self._paused and self.open:
+                response = await self._get.request(
+                    "GET", self.url.target(transport="polling", sid=self.sid or ""), timeout=timeout
+                )
+                if response.status != 200:
+                    raise EngineConnectionError(
+                        f"poll refused: HTTP {response.status}", response.status
+                    )
+                _check_body_length(response)
+                for packet in decode_payload(response.body):
+                    await self._handle(packet)
+                    if not self.open:
+                        return
+        except PacketError as exc:
+            self.log.info("session %s: parse error: %s", self.sid, exc)
+            self._lost("parse error")
+        except EngineConnectionError as exc:
+            if self.open:
+                self.log.info("session %s: poll failed: %s", self.sid, exc)
+            self._lost("transport error")
+
+    async def _ws_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            while self.open:
+                message = await ws.recv()
+                await self._handle(decode_packet(message))
+        except PacketError as exc:
+            self.log.info("session %s: parse error: %s", self.sid, exc)
+            self._lost("parse error")
+        except ConnectionClosed as exc:
+            if self.open:
+                self.log.info("session %s: WebSocket closed: %s", self.sid, exc)
+            self._lost("transport close")
+
+    # ------------------------------------------------------------------ upgrade
+
+    async def _upgrade(self) -> None:
+        ws: WebSocket | None = None
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                ws = await self._connect_websocket(sid=self.sid or "")
+                await ws.send("2" + PROBE)
+                answer = await ws.recv()
+            if answer != "3" + PROBE:
+                raise EngineConnectionError(f"unexpected probe answer {answer!r}")
+        except (TimeoutError, EngineConnectionError, ConnectionClosed) as exc:
+            self.upgrade_failed = True
+            self.log.info("session %s: upgrade failed, staying on polling: %s", self.sid, exc)
+            if ws is not None:
+                await _quiet_close(ws)
+            return
+        if not self.open:
+            await _quiet_close(ws)
+            return
+        # Pause polling: no new GET (the server answers the pending one with a noop) and
+        # no new POST; then switch and flush the writes queued meanwhile on the WebSocket.
+        self._paused = True
+        async with self._write_lock:
+            reader = self._reader
+            if reader is not None:
+                await asyncio.wait({reader})
+            if not self.open:
+                await _quiet_close(ws)
+                return
+            try:
+                await ws.send(str(int(PacketType.UPGRADE)))
+            except ConnectionClosed:
+                await _quiet_close(ws)
+                self._lost("transport error")
+                return
+            self._ws = ws
+            self.transport = "websocket"
+            for conn in (self._get, self._post):
+                if conn is not None:
+                    conn.close()
+            self._reader = self._spawn(self._ws_loop())
+            self._paused = False
+            self._outbox_ready.set()
+        self.log.debug("session %s upgraded to websocket", self.sid)
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def _reset_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        handshake = self.handshake
+        if handshake is None or self._closed.done():
+            return
+        delay = (handshake.ping_interval + handshake.ping_timeout) / 1000
+        self._watchdog = self._loop.call_later(delay, self._ping_timeout)
+
+    def _ping_timeout(self) -> None:
+        self._watchdog = None
+        if self.open:
+            self.log.info("session %s: no ping from the server: connection lost", self.sid)
+            self._lost("ping timeout")
+
+    # ------------------------------------------------------------------ closing
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Close the session deliberately: flush the queued packets (bounded by
+        ``timeout``), send the ``CLOSE`` packet, then close the transport."""
+        if not self.open:
+            await self.wait_closed()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._outbox and self.open:
+                    self._outbox_space.clear()
+                    await self._outbox_space.wait()
+                if self.open:
+                    self._closing = True
+                    async with self._write_lock:
+                        await self._send_close_packet()
+        self._finish("io client disconnect")
+
+    async def _send_close_packet(self) -> None:
+        close = Packet(PacketType.CLOSE)
+        try:
+            if self.transport == "websocket" and self._ws is not None:
+                await self._ws.send(encode_packet(close, binary_supported=True))
+                await self._ws.close()
+            elif self._post is not None:
+                await self._post.request(
+                    "POST",
+                    self.url.target(transport="polling", sid=self.sid or ""),
+                    encode_payload([close]).encode(),
+                    timeout=self.request_timeout,
+                )
+        except (EngineConnectionError, ConnectionClosed) as exc:
+            self.log.debug("session %s: close packet not delivered: %s", self.sid, exc)
+
+    async def wait_closed(self) -> str:
+        """Wait until the session has ended; return the reason."""
+        await asyncio.shield(self._closed)
+        return self.close_reason or ""
+
+    def abort(self, reason: str = "transport error") -> None:
+        """End the session at once, without the ``CLOSE`` packet (a protocol error above)."""
+        self._finish(reason)
+
+    def _lost(self, reason: str) -> None:
+        """The session ended without our asking (from any task or callback)."""
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self._closed.done():
+            return
+        self.close_reason = reason
+        self._closing = True
+        self._teardown()
+        self._closed.set_result(None)
+        self.log.debug("session %s closed: %s", self.sid, reason)
+        # Wake anyone waiting for room in the outbox: send() will raise.
+        self._outbox_space.set()
+        if self._opened and self.on_close is not None:
+            try:
+                self.on_close(reason)
+            except Exception:
+                self.log.exception("error in the on_close callback")
+
+    def _teardown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for conn in (self._get, self._post):
+            if conn is not None:
+                conn.close()
+        ws = self._ws
+        if ws is not None and not ws.closed and ws.transport is not None:
+            # No closing handshake on a lost session; a deliberate close already did it.
+            ws.transport.abort()
+        self._outbox.clear()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.log.error("session %s: internal error", self.sid, exc_info=exc)
+            self._lost("transport error")
+
+    def __repr__(self) -> str:
+        return f"<EngineClient {self.sid} {self.transport}>"
+
+
+async def _quiet_close(ws: WebSocket) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(), 2.0)
