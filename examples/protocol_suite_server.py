@@ -55,7 +55,7 @@ def build(port: int) -> tuple[EngineServer, object]:
 
         @hub.on("message-with-ack")
         async def echo_ack(socket: object, *args: object) -> object:
-            return list(args)
+            return tuple(args)
 
         custom = hub.of("/custom")
 

@@ -261,7 +261,9 @@ class Session:
 
     # ----------------------------------------------------------------- closing
 
-    def close(self, reason: str = "forced close", *, send_close: bool = True, notify: bool = True) -> None:
+    def close(
+        self, reason: str = "forced close", *, send_close: bool = True, notify: bool = True
+    ) -> None:
         """Close the session; the handler's ``on_close`` gets ``reason``."""
         if self.state is SessionState.CLOSED:
             return
@@ -418,7 +420,10 @@ class EngineServer:
             if headers:
                 headers += [
                     ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                    ("Access-Control-Allow-Headers", request.headers.get("Access-Control-Request-Headers") or "content-type"),
+                    (
+                        "Access-Control-Allow-Headers",
+                        request.headers.get("Access-Control-Request-Headers") or "content-type",
+                    ),
                 ]
             return Response(204, headers)
         query, error = self._check(request)
@@ -445,7 +450,9 @@ class EngineServer:
             message = await self.allow_request(request)
             if message is not None:
                 body = json.dumps({"code": FORBIDDEN, "message": message}, separators=(",", ":"))
-                return Response(403, [("Content-Type", "application/json"), *self._cors(request)], body.encode())
+                return Response(
+                    403, [("Content-Type", "application/json"), *self._cors(request)], body.encode()
+                )
         session = self._open_session(request, transport)
         payload = encode_payload(list(session._drain_queue()))
         return self._ok(request, payload)
@@ -454,7 +461,11 @@ class EngineServer:
         sid = secrets.token_urlsafe(15)
         session = Session(self, sid, request, transport)
         self._sessions[sid] = session
-        upgrades = ["websocket"] if transport == "polling" and self.allow_upgrades and "websocket" in self.transports else []
+        upgrades = (
+            ["websocket"]
+            if transport == "polling" and self.allow_upgrades and "websocket" in self.transports
+            else []
+        )
         open_packet = OpenPayload(
             sid=sid,
             upgrades=tuple(upgrades),
@@ -471,8 +482,12 @@ class EngineServer:
             session.close("server error")
         return session
 
-    def _ok(self, request: Request, payload: str, content_type: str = "text/plain; charset=UTF-8") -> Response:
-        return Response(200, [("Content-Type", content_type), *self._cors(request)], payload.encode())
+    def _ok(
+        self, request: Request, payload: str, content_type: str = "text/plain; charset=UTF-8"
+    ) -> Response:
+        return Response(
+            200, [("Content-Type", content_type), *self._cors(request)], payload.encode()
+        )
 
     async def _poll(self, session: Session, request: Request) -> Response:
         if session._poll is not None and not session._poll.done():
@@ -605,4 +620,3 @@ class EngineServer:
         """Close every session."""
         for session in list(self._sessions.values()):
             session.close("server shutting down")
-
