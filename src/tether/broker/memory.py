@@ -18,7 +18,7 @@ class MemoryBroker(Broker):
     def __init__(self) -> None:
         self._subscribers: dict[str, list[Subscriber]] = {}
 
-    async def publish(self, channel: str, envelope: Envelope) -> None:  # noqa: D102
+    async def publish(self, channel: str, envelope: Envelope) -> None:
         for subscriber in list(self._subscribers.get(channel, ())):
             try:
                 result = subscriber(envelope)
@@ -27,10 +27,10 @@ class MemoryBroker(Broker):
             except Exception:
                 logger.exception("broker subscriber failed on %s", channel)
 
-    async def subscribe(self, channel: str, subscriber: Subscriber) -> None:  # noqa: D102
+    async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         self._subscribers.setdefault(channel, []).append(subscriber)
 
-    async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:  # noqa: D102
+    async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         subscribers = self._subscribers.get(channel, [])
         if subscriber in subscribers:
             subscribers.remove(subscriber)

@@ -676,7 +676,16 @@ class EngineClient:
         async with self._write_lock:
             reader = self._reader
             if reader is not None:
-                await asyncio.wait({reader})
+                # The server answers the pending GET with a noop; a reader stuck on a slow
+                # consumer does not hold the session hostage: then the upgrade is given up.
+                await asyncio.wait({reader}, timeout=self.open_timeout)
+                if not reader.done():
+                    self.upgrade_failed = True
+                    self._paused = False
+                    self._outbox_ready.set()
+                    self.log.info("session %s: polling did not pause, upgrade dropped", self.sid)
+                    await _quiet_close(ws)
+                    return
             if not self.open:
                 await _quiet_close(ws)
                 return
@@ -759,6 +768,8 @@ class EngineClient:
 
     def _lost(self, reason: str) -> None:
         """The session ended without our asking (from any task or callback)."""
+        if self._closing and not self._closed.done():
+            return  # a deliberate close is under way: its reason wins
         self._finish(reason)
 
     def _finish(self, reason: str) -> None:

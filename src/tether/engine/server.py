@@ -279,7 +279,7 @@ class Session:
         self.engine._sessions.pop(self.sid, None)
         ws = self.ws
         if ws is not None:
-            asyncio.ensure_future(ws.close(1000))
+            self.engine._spawn(ws.close(1000))
         poll = self._poll
         if send_close and ws is None:
             # The pending (or next) GET carries the close packet.
@@ -345,7 +345,13 @@ class EngineServer:
         self.max_buffered_packets = max_buffered_packets
         self.fallback = fallback
         self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.slow_consumer_closes = 0
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def sessions(self) -> dict[str, Session]:

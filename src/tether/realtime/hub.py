@@ -24,7 +24,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..asyncio.server import Server, serve
@@ -193,7 +193,7 @@ class Socket:
             self._send(encode_event(self.namespace.name, event, args, ack_id))
             try:
                 args_back = await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise AckTimeout(f"no acknowledgement for {event!r} within {timeout}s") from None
         finally:
             self._acks.pop(ack_id, None)
@@ -258,7 +258,7 @@ class BroadcastOperator:
         self._timeout = timeout
 
     def _copy(self, **changes: Any) -> BroadcastOperator:
-        values = {
+        values: dict[str, Any] = {
             "rooms": set(self._rooms),
             "except_rooms": set(self._except),
             "volatile": self._volatile,
@@ -1020,15 +1020,15 @@ class Hub:
 
     # ------------------------------------------------------------------ engine events
 
-    def on_open(self, session: Session) -> None:  # noqa: D102
+    def on_open(self, session: Session) -> None:
         session.data = _Client(self, session)
 
-    def on_message(self, session: Session, data: str | bytes) -> None:  # noqa: D102
+    def on_message(self, session: Session, data: str | bytes) -> None:
         client = session.data
         if client is not None:
             client.on_message(data)
 
-    def on_close(self, session: Session, reason: str) -> None:  # noqa: D102
+    def on_close(self, session: Session, reason: str) -> None:
         client = session.data
         if client is not None:
             client.on_close(reason)

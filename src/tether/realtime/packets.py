@@ -289,12 +289,10 @@ def encode(packet: Packet) -> list[str | bytes]:
     if namespace != "/":
         text += namespace + ","
     if data is not None:
-        try:
-            text += _dumps(data)
-        except _HasBinary:
-            raise TypeError(f"bytes are only allowed in EVENT and ACK, not {ptype.name}") from None
-        except ValueError:
-            text += _dumps_slow(data)[0]
+        body, buffers = _serialize(data)
+        if buffers:
+            raise TypeError(f"bytes are only allowed in EVENT and ACK, not {ptype.name}")
+        text += body
     return [text]
 
 
