@@ -16,11 +16,12 @@ install: $(VENV)/.installed
 
 node-deps: $(NODE_DIR)/node_modules/.installed
 
-$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
+	bash $(NODE_DIR)/install-chromium.sh
 	touch $@
 
-run: install
+run: install node-deps
 	$(VPY) -m tether.cli demo --host 127.0.0.1 --port 8765
 
 lint: install
