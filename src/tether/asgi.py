@@ -1,0 +1,222 @@
+"""Mount the real-time hub in any ASGI application (Starlette, FastAPI) under uvicorn.
+
+::
+
+    from fastapi import FastAPI
+    from tether.asgi import ASGIApp
+    from tether.realtime import Hub
+
+    api = FastAPI()
+    hub = Hub()
+    app = ASGIApp(hub, other_app=api)     # uvicorn module:app
+
+Requests under the hub's path (``/socket.io/``) go to the engine, everything else to
+``other_app``. Both transports work: HTTP long-polling through ASGI ``http`` and
+WebSocket through ASGI ``websocket``. The outgoing queue of each WebSocket is bounded,
+as on tether's own server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+from .exceptions import ConnectionClosedError, ConnectionClosedOK
+from .protocol.handshake import Headers, Request, Response
+
+__all__ = ["ASGIApp"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _request(scope: Scope, body: bytes = b"") -> Request:
+    headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+    target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    method = scope.get("method", "GET")
+    return Request(method, target, headers, body, scope.get("http_version", "1.1"))
+
+
+class _ASGIWebSocket:
+    """The slice of :class:`tether.WebSocket` the engine uses, over ASGI messages."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, high_water: int) -> None:
+        self.request = _request(scope)
+        self.remote_address = scope.get("client")
+        self._receive = receive
+        self._send = send
+        self._out: collections.deque[str | bytes] = collections.deque()
+        self._high = high_water
+        self._wake = asyncio.Event()
+        self._below = asyncio.Event()
+        self._below.set()
+        self._closed: ConnectionClosedOK | ConnectionClosedError | None = None
+        self._writer = asyncio.ensure_future(self._write())
+
+    @property
+    def writable(self) -> bool:
+        return len(self._out) < self._high
+
+    def send_nowait(self, data: str | bytes, *, compress: bool | None = None) -> bool:
+        if self._closed is not None:
+            raise self._closed
+        self._out.append(data)
+        self._wake.set()
+        if len(self._out) >= self._high:
+            self._below.clear()
+        return self.writable
+
+    async def drain(self) -> None:
+        await self._below.wait()
+        if self._closed is not None:
+            raise self._closed
+
+    async def _write(self) -> None:
+        try:
+            while self._closed is None:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._out:
+                    data = self._out.popleft()
+                    if isinstance(data, str):
+                        await self._send({"type": "websocket.send", "text": data})
+                    else:
+                        await self._send({"type": "websocket.send", "bytes": data})
+                    if len(self._out) < self._high // 2:
+                        self._below.set()
+        except Exception:
+            self._closed = ConnectionClosedError(1006, "send failed")
+        finally:
+            self._below.set()
+
+    async def recv(self) -> str | bytes:
+        if self._closed is not None:
+            raise self._closed
+        message = await self._receive()
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            return text if text is not None else bytes(message.get("bytes") or b"")
+        code = int(message.get("code", 1005))
+        self._closed = (
+            ConnectionClosedOK(code, "")
+            if code in (1000, 1001, 1005)
+            else ConnectionClosedError(code, "")
+        )
+        self._wake.set()
+        raise self._closed
+
+    def __aiter__(self) -> _ASGIWebSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed is not None:
+            return
+        # Let queued messages go out first (bounded by the queue size).
+        while self._out and not self._writer.done():
+            await asyncio.sleep(0)
+        self._closed = ConnectionClosedOK(code, reason)
+        self._wake.set()
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:
+            pass
+
+
+class ASGIApp:
+    """An ASGI application serving a :class:`tether.realtime.Hub`.
+
+    Args:
+        hub: the hub.
+        other_app: the ASGI app for every other request (404 when None).
+        max_queue: the outgoing message bound of each WebSocket.
+    """
+
+    def __init__(self, hub: Any, other_app: ASGI | None = None, *, max_queue: int = 1024) -> None:
+        self.hub = hub
+        self.engine = hub.engine
+        self.other_app = other_app
+        self.max_queue = max_queue
+        self._started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if not self._started and kind != "lifespan":
+            self._started = True
+            await self.hub.start()
+        if kind in ("http", "websocket") and self.engine._in_path(_request(scope)):
+            if kind == "http":
+                await self._http(scope, receive, send)
+            else:
+                await self._websocket(scope, receive, send)
+            return
+        if self.other_app is not None:
+            await self.other_app(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.hub.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "http":
+            await self._respond(send, Response.text(404, "not found"))
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.engine.max_payload
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._respond(send, Response(413, [], b"Payload Too Large"))
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        response = await self.engine.handle_http(_request(scope, b"".join(chunks)))
+        await self._respond(send, response)
+
+    async def _respond(self, send: Send, response: Response) -> None:
+        headers = response.headers
+        assert isinstance(headers, Headers)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        if not any(k == b"content-length" for k, _ in raw):
+            raw.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        request = _request(scope)
+        refused = self.engine.process_request(request)
+        if refused is not None:
+            await send({"type": "websocket.close", "code": 1008, "reason": "refused"})
+            return
+        await send({"type": "websocket.accept"})
+        ws = _ASGIWebSocket(scope, receive, send, self.max_queue)
+        try:
+            await self.engine.handle_websocket(cast(Any, ws))
+        finally:
+            await ws.close()
+            ws._writer.cancel()

@@ -1,0 +1,132 @@
+"""The hub mounted in a Starlette app, served by a real uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import tether
+from tether.asgi import ASGIApp
+from tether.realtime import Hub
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def app_url() -> AsyncIterator[str]:
+    hub = Hub(ping_interval=5, ping_timeout=5)
+
+    @hub.on("echo")
+    async def echo(sock, *args):  # type: ignore[no-untyped-def]
+        await sock.emit("echo-back", *args)
+        return "acked"
+
+    async def hello(request):  # type: ignore[no-untyped-def]
+        return PlainTextResponse("hello from starlette")
+
+    api = Starlette(routes=[Route("/hello", hello)])
+    port = _free_port()
+    config = uvicorn.Config(
+        ASGIApp(hub, other_app=api),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    assert server.started
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+def _get(url: str, data: bytes | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_other_routes_reach_the_wrapped_app(app_url: str) -> None:
+    status, body = await asyncio.to_thread(_get, f"http://{app_url}/hello")
+    assert (status, body) == (200, "hello from starlette")
+
+
+async def test_polling_handshake_and_unknown_sid(app_url: str) -> None:
+    status, body = await asyncio.to_thread(
+        _get, f"http://{app_url}/socket.io/?EIO=4&transport=polling"
+    )
+    assert status == 200 and body.startswith("0")
+    assert json.loads(body[1:])["upgrades"] == ["websocket"]
+    status, body = await asyncio.to_thread(
+        _get, f"http://{app_url}/socket.io/?EIO=4&transport=polling&sid=nope"
+    )
+    assert status == 400
+    assert json.loads(body) == {"code": 1, "message": "Session ID unknown"}
+
+
+async def test_polling_connect_event_and_ack(app_url: str) -> None:
+    base = f"http://{app_url}/socket.io/?EIO=4&transport=polling"
+    _, body = await asyncio.to_thread(_get, base)
+    sid = json.loads(body[1:])["sid"]
+    url = f"{base}&sid={sid}"
+    status, _ = await asyncio.to_thread(_get, url, b"40")
+    assert status == 200
+    _, body = await asyncio.to_thread(_get, url)
+    assert body.startswith("40{")
+    await asyncio.to_thread(_get, url, b'421["echo","hi"]')
+    _, body = await asyncio.to_thread(_get, url)
+    packets = body.split("\x1e")
+    assert '42["echo-back","hi"]' in packets
+    assert '431["acked"]' in packets
+
+
+async def test_websocket_transport_through_uvicorn(app_url: str) -> None:
+    uri = f"ws://{app_url}/socket.io/?EIO=4&transport=websocket"
+    async with tether.connect(uri, compression=None) as ws:
+        opened = await ws.recv()
+        assert isinstance(opened, str) and opened.startswith("0")
+        assert json.loads(opened[1:])["upgrades"] == []
+        await ws.send("40")
+        assert (await ws.recv()).startswith("40{")  # type: ignore[union-attr]
+        await ws.send('427["echo",{"n":1},[2]]')
+        got = {await ws.recv(), await ws.recv()}
+        assert got == {'42["echo-back",{"n":1},[2]]', '437["acked"]'}
+
+
+async def test_upgrade_from_polling_to_websocket(app_url: str) -> None:
+    base = f"http://{app_url}/socket.io/?EIO=4&transport=polling"
+    _, body = await asyncio.to_thread(_get, base)
+    sid = json.loads(body[1:])["sid"]
+    async with tether.connect(
+        f"ws://{app_url}/socket.io/?EIO=4&transport=websocket&sid={sid}", compression=None
+    ) as ws:
+        await ws.send("2probe")
+        assert await ws.recv() == "3probe"
+        _, body = await asyncio.to_thread(_get, f"{base}&sid={sid}")
+        assert body == "6"
+        await ws.send("5")
+        await ws.send("40")
+        assert (await ws.recv()).startswith("40{")  # type: ignore[union-attr]
