@@ -8,7 +8,7 @@ import logging
 import random
 import ssl as ssl_module
 import urllib.parse
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -155,8 +155,8 @@ class connect:
     Also ``async with connect(uri) as ws:`` (closed on exit), and ``async for ws in
     connect(uri):`` which yields a new connection each time the previous one dropped,
     waiting with exponential backoff and jitter between attempts; it stops after a
-    deliberate ``close()`` (the loop body returning normally after a clean close ends
-    iteration too).
+    deliberate ``close()``: a close by the server (1000, 1001 on a restart, ...) or a
+    dropped connection leads to a new attempt.
 
     Args:
         uri: ``ws://`` or ``wss://`` URI.
@@ -175,6 +175,10 @@ class connect:
         open_timeout: the whole opening handshake (TCP, TLS, HTTP) in seconds.
         close_timeout: seconds to wait for the closing handshake.
         backoff: the reconnection policy for ``async for``.
+        on_open: browser-like callback, called once the connection is open.
+        on_message: browser-like callback ``(data)``; messages go to it instead of ``recv``.
+        on_error: browser-like callback ``(exc)`` when the connection fails.
+        on_close: browser-like callback ``(code, reason)``.
 
     Raises:
         InvalidURI: a bad URI.
@@ -203,7 +207,12 @@ class connect:
         open_timeout: float | None = 10.0,
         close_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        on_open: Callable[[], Any] | None = None,
+        on_message: Callable[[Any], Any] | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+        on_close: Callable[[int, str], Any] | None = None,
     ) -> None:
+        self._callbacks = (on_open, on_message, on_error, on_close)
         self.uri = parse_uri(uri)
         if ssl is not None and not self.uri.secure:
             raise InvalidURI("an ssl context was given for a ws:// URI")
@@ -288,8 +297,12 @@ class connect:
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
         )
+        on_open, on_message, on_error, on_close = self._callbacks
+        ws.on_open, ws.on_error, ws.on_close = on_open, on_error, on_close
+        ws._on_message = on_message
         ws.attach(transport, leftover)
         transport.resume_reading()
+        ws.start_callbacks()
         ws.log.debug("connected to %s", uri.host_header + uri.target)
         return ws
 

@@ -101,7 +101,7 @@ class WebSocket(asyncio.Protocol):
         self.close_timeout = close_timeout
         self.log = _ConnLogger(logger, {"conn_id": self.id})
         self.on_open: Callable[[], Any] | None = None
-        self.on_message: Callable[[Data], Any] | None = None
+        self._on_message: Callable[[Data], Any] | None = None
         self.on_error: Callable[[BaseException], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
         self.transport: asyncio.Transport | None = None
@@ -124,6 +124,23 @@ class WebSocket(asyncio.Protocol):
         self._state_override: State | None = None
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def on_message(self) -> Callable[[Data], Any] | None:
+        """Browser-like ``on_message(data)`` callback (sync or async).
+
+        Setting it on an open connection starts delivering messages to it, in order
+        (instead of to :meth:`recv`); reading still pauses while a callback runs, so the
+        incoming queue stays bounded.
+        """
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, callback: Callable[[Data], Any] | None) -> None:
+        self._on_message = callback
+        if callback is not None and self._pump is None and self.transport is not None:
+            if not self._closed.done():
+                self._pump = asyncio.ensure_future(self._pump_messages())
 
     @property
     def ready_state(self) -> State:
@@ -615,7 +632,7 @@ class WebSocket(asyncio.Protocol):
         Called once the connection is open; a no-op without ``on_message``.
         """
         self._fire("on_open")
-        if self.on_message is not None and self._pump is None:
+        if self._on_message is not None and self._pump is None:
             self._pump = asyncio.ensure_future(self._pump_messages())
 
     async def _pump_messages(self) -> None:

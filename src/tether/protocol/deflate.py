@@ -134,7 +134,8 @@ class PerMessageDeflate:
             ProtocolError: the data is not a valid deflate stream (close code 1007).
         """
         try:
-            out = self._decoder.decompress(data, limit + 1)
+            # zlib's max_length is a C long; 0 means "no limit".
+            out = self._decoder.decompress(data, limit + 1 if limit < 2**62 else 0)
         except zlib.error as exc:
             raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
         if len(out) > limit or self._decoder.unconsumed_tail:
