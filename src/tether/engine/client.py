@@ -160,7 +160,6 @@ class _HTTPProtocol(asyncio.Protocol):
         self.parser: ResponseParser | None = None
         self.waiter: asyncio.Future[Response] | None = None
         self.dead = False
-        self.received_any = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -169,7 +168,6 @@ class _HTTPProtocol(asyncio.Protocol):
     def start(self, request: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None
         self.parser = ResponseParser(max_body_size=self.max_body_size)
-        self.received_any = False
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -180,7 +178,6 @@ class _HTTPProtocol(asyncio.Protocol):
             # Bytes nobody asked for: the connection is out of step, drop it.
             self._fail(EngineConnectionError("unexpected data from the HTTP server"))
             return
-        self.received_any = True
         try:
             parser.feed(data)
         except HTTPError as exc:
@@ -254,29 +251,24 @@ class _HTTPConnection:
             head.append("Content-Type: text/plain;charset=UTF-8")
             head.append(f"Content-Length: {len(body)}")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
-        for attempt in (0, 1):
-            proto = self._proto
-            reused = proto is not None and not proto.dead
-            if proto is None or proto.dead:
-                proto = self._proto = await self._open()
-            try:
-                async with asyncio.timeout(timeout):
-                    response = await proto.start(data)
-            except TimeoutError:
-                self.close()
-                raise EngineConnectionError(f"{method} timed out after {timeout}s") from None
-            except EngineConnectionError:
-                # A kept-alive connection the server closed just as we reused it: once more
-                # on a fresh one, unless the server had started answering.
-                if reused and attempt == 0 and not proto.received_any:
-                    self.close()
-                    continue
-                self.close()
-                raise
-            if _wants_close(response):
-                self.close()
-            return response
-        raise AssertionError("unreachable")  # pragma: no cover
+        # No retry on a failed request, even on a reused keep-alive connection: a poll
+        # whose answer was lost on the wire would lose packets silently. A connection the
+        # server closed while idle is seen (connection_lost) and replaced before reuse.
+        proto = self._proto
+        if proto is None or proto.dead:
+            proto = self._proto = await self._open()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await proto.start(data)
+        except TimeoutError:
+            self.close()
+            raise EngineConnectionError(f"{method} timed out after {timeout}s") from None
+        except EngineConnectionError:
+            self.close()
+            raise
+        if _wants_close(response):
+            self.close()
+        return response
 
     def close(self) -> None:
         proto = self._proto
