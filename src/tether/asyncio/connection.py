@@ -138,9 +138,13 @@ class WebSocket(asyncio.Protocol):
     @on_message.setter
     def on_message(self, callback: Callable[[Data], Any] | None) -> None:
         self._on_message = callback
-        if callback is not None and self._pump is None and self.transport is not None:
-            if not self._closed.done():
-                self._pump = asyncio.ensure_future(self._pump_messages())
+        if (
+            callback is not None
+            and self._pump is None
+            and self.transport is not None
+            and not self._closed.done()
+        ):
+            self._pump = asyncio.ensure_future(self._pump_messages())
 
     @property
     def ready_state(self) -> State:
