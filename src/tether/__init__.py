@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from .asyncio import Backoff, Server, WebSocket, broadcast, connect, serve
 from .exceptions import (
+    AckTimeout,
     CloseTimeout,
     ConnectionClosed,
     ConnectionClosedError,
@@ -46,6 +47,7 @@ from .protocol import CloseCode, DeflateOptions, Headers, Request, Response, Sta
 __version__ = "0.1.0"
 
 __all__ = [
+    "AckTimeout",
     "Backoff",
     "CloseCode",
     "CloseTimeout",

@@ -17,7 +17,8 @@
     ├── InvalidURI                    a URI that is not ws:// or wss://
     └── TimeoutError                  also a builtin TimeoutError
         ├── OpenTimeout               the opening handshake did not finish in time
-        └── CloseTimeout              the closing handshake did not finish in time
+        ├── CloseTimeout              the closing handshake did not finish in time
+        └── AckTimeout                a Socket.IO acknowledgement did not come in time
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import builtins
 from collections.abc import Sequence
 
 __all__ = [
+    "AckTimeout",
     "CloseTimeout",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -157,3 +159,7 @@ class OpenTimeout(TimeoutError):
 
 class CloseTimeout(TimeoutError):
     """The closing handshake did not complete in time."""
+
+
+class AckTimeout(TimeoutError):
+    """A Socket.IO acknowledgement did not come in time."""

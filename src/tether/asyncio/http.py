@@ -91,8 +91,6 @@ class RequestParser:
         Raises:
             HTTPError: malformed or oversized input.
         """
-        if self._in_head and len(data) > self.max_header_size * 2 and not self.requests:
-            raise HTTPError("request head too large", 431)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

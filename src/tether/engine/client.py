@@ -371,6 +371,7 @@ class EngineClient:
         self._write_lock = asyncio.Lock()
         self._paused = False
         self._ws: WebSocket | None = None
+        self._probe: WebSocket | None = None
         self._get: _HTTPConnection | None = None
         self._post: _HTTPConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -648,7 +649,7 @@ class EngineClient:
         ws: WebSocket | None = None
         try:
             async with asyncio.timeout(self.open_timeout):
-                ws = await self._connect_websocket(sid=self.sid or "")
+                ws = self._probe = await self._connect_websocket(sid=self.sid or "")
                 await ws.send("2" + PROBE)
                 answer = await ws.recv()
             if answer != "3" + PROBE:
@@ -791,10 +792,11 @@ class EngineClient:
         for conn in (self._get, self._post):
             if conn is not None:
                 conn.close()
-        ws = self._ws
-        if ws is not None and not ws.closed and ws.transport is not None:
-            # No closing handshake on a lost session; a deliberate close already did it.
-            ws.transport.abort()
+        for ws in (self._ws, self._probe):
+            if ws is not None and not ws.closed and ws.transport is not None:
+                # No closing handshake on a lost session; a deliberate close already did
+                # it. A probe still under way goes with the session.
+                ws.transport.abort()
         self._outbox.clear()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -96,6 +96,7 @@ class Session:
 
     __slots__ = (
         "_backlog",
+        "_close_pending",
         "_deadline",
         "_drainer",
         "_ping_timer",
@@ -130,6 +131,7 @@ class Session:
         self._deadline: asyncio.TimerHandle | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._upgrading = False
+        self._close_pending = False
 
     # ----------------------------------------------------------------- sending
 
@@ -204,7 +206,20 @@ class Session:
     def _drain_queue(self) -> list[Packet]:
         packets = list(self._queue)
         self._queue.clear()
+        if self.state is SessionState.CLOSING:
+            if self._close_pending:
+                self._close_pending = False
+                self._queue.append(_CLOSE)
+            else:
+                self._finish_close()
         return packets
+
+    def _finish_close(self) -> None:
+        self.state = SessionState.CLOSED
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.engine._sessions.pop(self.sid, None)
 
     def _send_control(self, packet: Packet) -> None:
         ws = self.ws
@@ -262,12 +277,25 @@ class Session:
     # ----------------------------------------------------------------- closing
 
     def close(
-        self, reason: str = "forced close", *, send_close: bool = True, notify: bool = True
+        self,
+        reason: str = "forced close",
+        *,
+        send_close: bool = True,
+        notify: bool = True,
+        drain: bool = False,
     ) -> None:
-        """Close the session; the handler's ``on_close`` gets ``reason``."""
-        if self.state is SessionState.CLOSED:
+        """Close the session; the handler's ``on_close`` gets ``reason``.
+
+        Args:
+            reason: the disconnect reason.
+            send_close: send the close packet to a polling client.
+            notify: unused, kept for symmetry with transport-level closes.
+            drain: deliver what is already queued first (a server-initiated close):
+                on polling the session lingers until the next GET takes the queue and
+                the close packet, at most ``ping_timeout`` seconds.
+        """
+        if self.state is not SessionState.OPEN:
             return
-        self.state = SessionState.CLOSED
         self.closed_reason = reason
         for timer in (self._ping_timer, self._deadline):
             if timer is not None:
@@ -275,16 +303,31 @@ class Session:
         self._ping_timer = self._deadline = None
         if self._drainer is not None:
             self._drainer.cancel()
-        self._backlog.clear()
-        self.engine._sessions.pop(self.sid, None)
         ws = self.ws
         if ws is not None:
+            if drain:
+                try:
+                    while self._backlog:  # bounded by max_buffered_packets
+                        ws.send_nowait(self._backlog.popleft(), compress=False)
+                except ConnectionClosed:
+                    pass
             self.engine._spawn(ws.close(1000))
+        self._backlog.clear()
         poll = self._poll
-        if send_close and ws is None:
-            # The pending (or next) GET carries the close packet.
-            self._queue.clear()
-            self._queue.append(_CLOSE)
+        if drain and send_close and ws is None and self._queue:
+            # Deliver the queue with one GET and the close packet with the next, as the
+            # reference server does: clients handle a close packet before the packets
+            # that precede it in the same payload.
+            self.state = SessionState.CLOSING
+            self._close_pending = True
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(
+                self.engine.ping_interval + self.engine.ping_timeout, self._finish_close
+            )
+        else:
+            if send_close and ws is None:
+                self._queue.append(_CLOSE)  # for a GET waiting now
+            self._finish_close()
         if poll is not None and not poll.done():
             poll.set_result(None)
         try:
@@ -445,6 +488,8 @@ class EngineServer:
         session = self._sessions[sid]
         if session.ws is not None and not session._upgrading:
             return self._error(request, BAD_REQUEST)  # already upgraded
+        if session.state is SessionState.CLOSING and request.method != "GET":
+            return self._error(request, BAD_REQUEST)
         if request.method == "GET":
             return await self._poll(session, request)
         if request.method == "POST":

@@ -1,15 +1,23 @@
-"""Socket.IO v5 semantics: namespaces, rooms, events, acks, middleware, recovery."""
+"""Socket.IO v5 semantics: namespaces, rooms, events, acks, middleware, recovery,
+and a Python client with automatic reconnection."""
 
 from __future__ import annotations
 
-from .hub import AckTimeout, BroadcastOperator, ConnectionRefused, Hub, Namespace, Recovery, Socket
+from ..exceptions import AckTimeout
+from .client import BufferFull, Client, ConnectError, Disconnected, NamespaceSocket
+from .hub import BroadcastOperator, ConnectionRefused, Hub, Namespace, Recovery, Socket
 
 __all__ = [
     "AckTimeout",
     "BroadcastOperator",
+    "BufferFull",
+    "Client",
+    "ConnectError",
     "ConnectionRefused",
+    "Disconnected",
     "Hub",
     "Namespace",
+    "NamespaceSocket",
     "Recovery",
     "Socket",
 ]

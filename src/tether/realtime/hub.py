@@ -31,7 +31,7 @@ from ..asyncio.server import Server, serve
 from ..broker.base import Broker, Envelope
 from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer, Session
-from ..exceptions import TetherError
+from ..exceptions import AckTimeout, TetherError
 from ..protocol.handshake import Request, Response
 from .packets import Decoder, Packet, PacketError, PacketType, encode, encode_ack, encode_event
 
@@ -63,10 +63,6 @@ class ConnectionRefused(TetherError):
         super().__init__(message)
         self.message = message
         self.data = data
-
-
-class AckTimeout(TetherError, asyncio.TimeoutError):
-    """An acknowledgement did not arrive in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +227,7 @@ class Socket:
         self._send(encode(Packet(PacketType.DISCONNECT, self.namespace.name)))
         await self.client._remove_socket(self, "server namespace disconnect")
         if close:
-            self.client.session.close("forced server close")
+            self.client.session.close("forced server close", drain=True)
 
     def __repr__(self) -> str:
         return f"<Socket {self.sid} {self.namespace.name}>"
@@ -962,6 +958,20 @@ class Hub:
     def except_(self, *rooms: str, namespace: str = "/") -> BroadcastOperator:
         """Target everyone but these rooms."""
         return self.of(namespace).except_(*rooms)
+
+    def timeout(self, seconds: float, namespace: str = "/") -> BroadcastOperator:
+        """A broadcast with acknowledgements (see :meth:`BroadcastOperator.emit_with_ack`)."""
+        return self.of(namespace).timeout(seconds)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """A volatile broadcast on the main namespace."""
+        return self.of("/").volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """A broadcast to this node only, on the main namespace."""
+        return self.of("/").local
 
     async def emit(
         self,
