@@ -6,7 +6,7 @@ NODE_DIR := tests/node
 
 .PHONY: run test install lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py src/tether/_speedups.c
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q -U pip
 	$(VPY) -m pip install -q -e '.[dev,speedups,redis]'
@@ -33,6 +33,8 @@ typecheck: install
 
 pytest: install node-deps
 	$(VPY) -m pytest -q -p no:cacheprovider
+	# the pure-Python twins of the compiled accelerator, on the protocol core
+	TETHER_PURE_PYTHON=1 $(VPY) -m pytest -q -p no:cacheprovider tests/protocol
 
 test: install node-deps lint typecheck pytest conformance-quick
 

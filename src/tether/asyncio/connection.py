@@ -17,7 +17,6 @@ Flow control, both ways:
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import itertools
 import logging
@@ -76,6 +75,43 @@ class WebSocket(asyncio.Protocol):
     CLOSING = State.CLOSING
     CLOSED = State.CLOSED
 
+    # Slots keep an idle connection small (no per-instance __dict__).
+    __slots__ = (
+        "_abnormal",
+        "_close_timer",
+        "_closed",
+        "_drain_waiter",
+        "_keepalive",
+        "_log",
+        "_loop",
+        "_messages",
+        "_on_message",
+        "_ping_deadline",
+        "_pings",
+        "_pump",
+        "_reading_paused",
+        "_recv_waiter",
+        "_send_lock",
+        "_state_override",
+        "_writing_paused",
+        "close_timeout",
+        "closed_by_user",
+        "conn",
+        "id",
+        "max_queue",
+        "messages_dropped",
+        "on_close",
+        "on_error",
+        "on_open",
+        "ping_interval",
+        "ping_timeout",
+        "request",
+        "response",
+        "subprotocol",
+        "transport",
+        "write_limit",
+    )
+
     def __init__(
         self,
         connection: Connection,
@@ -99,14 +135,15 @@ class WebSocket(asyncio.Protocol):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        self.log = _ConnLogger(logger, {"conn_id": self.id})
+        self._log: _ConnLogger | None = None
         self.on_open: Callable[[], Any] | None = None
         self._on_message: Callable[[Data], Any] | None = None
         self.on_error: Callable[[BaseException], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._messages: collections.deque[Data] = collections.deque()
+        # At most max_queue messages: a list (popped from the front) is smaller than a deque.
+        self._messages: list[Data] = []
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
@@ -124,6 +161,14 @@ class WebSocket(asyncio.Protocol):
         self._state_override: State | None = None
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def log(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """This connection's logger: every record carries the connection id."""
+        log = self._log
+        if log is None:
+            log = self._log = _ConnLogger(logger, {"conn_id": self.id})
+        return log
 
     @property
     def on_message(self) -> Callable[[Data], Any] | None:
@@ -324,7 +369,7 @@ class WebSocket(asyncio.Protocol):
             finally:
                 if self._recv_waiter is waiter:
                     self._recv_waiter = None
-        message = messages.popleft()
+        message = messages.pop(0)
         if self._reading_paused and len(messages) <= self.max_queue // 4:
             self._reading_paused = False
             if self.transport is not None and not self.transport.is_closing():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import httptools
 
 from ..protocol.handshake import Headers, Request, Response
@@ -50,7 +52,8 @@ class RequestParser:
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        # Interned names are shared by every connection's request.
+        self._headers.append((sys.intern(name.decode("latin-1")), value.decode("latin-1")))
         self._count(len(name) + len(value) + 4)
         if len(self._headers) > 100:
             raise HTTPError("too many headers", 431)

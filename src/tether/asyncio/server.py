@@ -205,9 +205,15 @@ class _HTTPProtocol(asyncio.Protocol):
         self.transport = None
         if not transport.is_closing():
             transport.resume_reading()
-        ws.log.debug("open %s %s", request.target, ws.remote_address)
+        if logger.isEnabledFor(logging.DEBUG):
+            ws.log.debug("open %s %s", request.target, ws.remote_address)
+        request.headers.compact()
         ws.start_callbacks()
-        await server._run_handler(ws)
+        # The handler runs in a task of its own, so this HTTP protocol (parser, buffers)
+        # is freed now rather than kept for the connection's lifetime.
+        task = asyncio.ensure_future(server._run_handler(ws))
+        server._tasks.add(task)
+        task.add_done_callback(server._tasks.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()

@@ -85,6 +85,36 @@ class Connection:
         mask_source: a callable returning 4-byte masking keys (clients only; for tests).
     """
 
+    __slots__ = (
+        "_buf",
+        "_discard",
+        "_events",
+        "_frame_fin",
+        "_frame_mask",
+        "_inflated",
+        "_is_client",
+        "_mask",
+        "_mask_offset",
+        "_msg_compressed",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_remaining",
+        "_send_compressed",
+        "_send_opcode",
+        "_utf8",
+        "close_rcvd",
+        "close_sent",
+        "deflate",
+        "eof_received",
+        "failure",
+        "max_frame_size",
+        "max_size",
+        "side",
+        "state",
+    )
+
     def __init__(
         self,
         side: Side,
@@ -185,11 +215,14 @@ class Connection:
             while pos < n:
                 if self._remaining:
                     take = min(self._remaining, n - pos)
-                    chunk = bytes(buf[pos : pos + take])
+                    if self._frame_mask is not None:
+                        # Unmask straight from the buffer: one copy, not two.
+                        with memoryview(buf) as view, view[pos : pos + take] as piece:
+                            chunk = self._unmask(piece)
+                    else:
+                        chunk = bytes(buf[pos : pos + take])
                     pos += take
                     self._remaining -= take
-                    if self._frame_mask is not None:
-                        chunk = self._unmask(chunk)
                     self._on_payload(chunk, self._remaining == 0)
                     if self._discard:
                         return
@@ -291,7 +324,7 @@ class Connection:
             raise PayloadTooBig(f"message exceeds the limit of {self.max_size} bytes")
         self._frame_fin = fin
 
-    def _unmask(self, chunk: bytes) -> bytes:
+    def _unmask(self, chunk: bytes | memoryview) -> bytes:
         mask = self._frame_mask
         assert mask is not None
         off = self._mask_offset

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+import os
 import struct
 
 __all__ = [
+    "SPEEDUPS",
     "CloseCode",
     "Opcode",
     "apply_mask",
     "is_valid_close_code",
+    "py_apply_mask",
     "serialize_close",
     "serialize_frame",
 ]
@@ -74,12 +77,19 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return (_FROM(data, "little") ^ _FROM(full[:n], "little")).to_bytes(n, "little")
 
 
-try:  # the compiled twin, when the package was built with it
-    from tether._speedups import apply_mask as _c_apply_mask  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the build
-    pass
-else:  # pragma: no cover
-    apply_mask = _c_apply_mask
+py_apply_mask = apply_mask
+
+# The compiled twin, when the package was built with it (TETHER_PURE_PYTHON=1 skips it).
+if os.environ.get("TETHER_PURE_PYTHON") != "1":
+    try:
+        from tether._speedups import apply_mask as _c_apply_mask  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:  # pragma: no cover
+        apply_mask = _c_apply_mask
+
+#: Whether the compiled accelerator is in use.
+SPEEDUPS = apply_mask is not py_apply_mask
 
 
 def serialize_frame(

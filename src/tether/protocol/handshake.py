@@ -41,38 +41,54 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 
 
 class Headers:
-    """Case-insensitive HTTP headers that keep order and repeated names."""
+    """Case-insensitive HTTP headers that keep order and repeated names.
+
+    The lookup index is built on first use and can be dropped with :meth:`compact`
+    (servers keep every connection's request headers: small matters).
+    """
 
     __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
-        for name, value in items:
-            self.add(name, value)
+        self._items: list[tuple[str, str]] = list(items)
+        self._index: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._items:
+                index.setdefault(name.lower(), []).append(value)
+            self._index = index
+        return index
+
+    def compact(self) -> None:
+        """Drop the lookup index (rebuilt on the next lookup)."""
+        self._index = None
 
     def add(self, name: str, value: str) -> None:
         """Append a header."""
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        if self._index is not None:
+            self._index.setdefault(name.lower(), []).append(value)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        values = self._index.get(name.lower())
+        values = self._lookup().get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        return list(self._index.get(name.lower(), ()))
+        return list(self._lookup().get(name.lower(), ()))
 
     def __getitem__(self, name: str) -> str:
-        values = self._index.get(name.lower())
+        values = self._lookup().get(name.lower())
         if not values:
             raise KeyError(name)
         return values[0]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -88,7 +104,7 @@ class Headers:
         """Comma-separated tokens of every value of ``name``, lowercased."""
         return [
             token.strip().lower()
-            for value in self._index.get(name.lower(), ())
+            for value in self._lookup().get(name.lower(), ())
             for token in value.split(",")
             if token.strip()
         ]
