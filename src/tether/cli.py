@@ -5,9 +5,32 @@
     tether demo [--host H] [--port P] [--client-js PATH]   the chat demo (page + hub)
     tether echo [--host H] [--port P]                      a plain WebSocket echo server
     tether connect URL                                     an interactive WebSocket client
+    tether connect --sio URL [--namespace NS] [--auth JSON] [--transports LIST]
+                                                           an interactive Socket.IO client
 
 ``connect`` prints every message that arrives (binary ones as a short hex summary) and
 sends each line read from stdin as a text message; end of input closes the connection.
+
+``connect --sio`` talks Socket.IO v5 instead (tether's Hub, the Node ``socket.io`` server),
+with automatic reconnection. One event per line, both ways::
+
+    NAME [JSON]
+
+- stdout gets every event the server sends, as its name, a space and its arguments as a
+  JSON array: ``chat ["hi", 2]``; ``ping []`` for none.
+- each stdin line is emitted as an event. The rest of the line after the name is one JSON
+  value: a JSON array is the argument list (``chat ["hi", 2]`` sends two arguments), any
+  other value is the only argument (``chat "hi"``, ``chat {"a": 1}``), and a name alone
+  sends no argument. A name with spaces, or one starting with ``"``, is written as a JSON
+  string: ``"chat message" "hi"``. Blank lines are skipped.
+- binary arguments are shown as ``{"$binary": "<base64>"}``, and that object is sent as
+  binary.
+- a line that cannot be parsed (bad JSON, a reserved event name) is reported on stderr and
+  skipped; the connection goes on.
+- connect, disconnect and reconnect notices go to stderr.
+
+End of input disconnects; so does Ctrl-C. The exit status is 1 when the first connection
+failed, the server refused the namespace or reconnection gave up, else 0.
 Servers stop cleanly on Ctrl-C or SIGTERM.
 """
 
@@ -15,13 +38,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import concurrent.futures
 import contextlib
+import json
+import re
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__, run
 from .asyncio import WebSocket, connect, serve
@@ -161,6 +189,179 @@ async def _connect(url: str) -> int:
     return 0 if code in (1000, 1001, None) else 1
 
 
+# ------------------------------------------------------------------ connect --sio
+
+_BINARY_KEY = "$binary"
+_PLAIN_NAME = re.compile(r'[^\s"]\S*')
+
+
+class LineError(ValueError):
+    """A stdin line of ``connect --sio`` that is not ``NAME [JSON]``."""
+
+
+def _binary_out(value: object) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_BINARY_KEY: base64.b64encode(bytes(value)).decode("ascii")}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _binary_in(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and isinstance(obj.get(_BINARY_KEY), str):
+        try:
+            return base64.b64decode(obj[_BINARY_KEY], validate=True)
+        except binascii.Error as exc:
+            raise LineError(f"{_BINARY_KEY} is not base64: {exc}") from None
+    return obj
+
+
+def format_event(event: object, args: Sequence[Any]) -> str:
+    """One output line: the event name (a JSON string if it has spaces), a space, and the
+    arguments as a JSON array; binary values as ``{"$binary": "<base64>"}``."""
+    name = event if isinstance(event, str) else str(event)
+    if not _PLAIN_NAME.fullmatch(name):
+        name = json.dumps(name, ensure_ascii=False)
+    return f"{name} {json.dumps(list(args), ensure_ascii=False, default=_binary_out)}"
+
+
+def parse_line(line: str) -> tuple[str, list[Any]] | None:
+    """Parse one input line ``NAME [JSON]`` (see the module docstring).
+
+    Returns:
+        ``(name, args)``, or None for a blank line.
+
+    Raises:
+        LineError: the name or the JSON value is malformed.
+    """
+    text = line.strip()
+    if not text:
+        return None
+    if text.startswith('"'):
+        try:
+            name, end = json.JSONDecoder().raw_decode(text)
+        except json.JSONDecodeError as exc:
+            raise LineError(f"the quoted event name is not a JSON string ({exc})") from None
+        if not isinstance(name, str):
+            raise LineError("the quoted event name is not a JSON string")
+        rest = text[end:]
+        if rest and not rest[0].isspace():
+            raise LineError("expected a space after the quoted event name")
+    else:
+        name, *more = text.split(None, 1)
+        rest = more[0] if more else ""
+    if not name:
+        raise LineError("the event name is empty")
+    rest = rest.strip()
+    if not rest:
+        return name, []
+    try:
+        value = json.loads(rest, object_hook=_binary_in)
+    except json.JSONDecodeError as exc:
+        raise LineError(f"the arguments are not JSON ({exc})") from None
+    return name, value if isinstance(value, list) else [value]
+
+
+def _notice(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _error_text(data: Any) -> str:
+    if isinstance(data, dict) and "message" in data:
+        extra = f" {json.dumps(data['data'])}" if data.get("data") is not None else ""
+        return f"{data['message']}{extra}"
+    return str(data)
+
+
+async def _connect_sio(
+    url: str, namespace: str, auth: dict[str, Any] | None, transports: list[str] | None
+) -> int:
+    from .realtime.client import BufferFull, Client, ConnectError
+
+    client = Client()
+    failed = False
+
+    def on_event(event: object, *args: Any) -> None:
+        _say(format_event(event, args))
+
+    def on_connect() -> None:
+        sock = client.socket(namespace)
+        _notice(f"connected to {namespace} (sid {sock.sid}, transport {client.transport})")
+
+    def on_connect_error(data: Any) -> None:
+        nonlocal failed
+        failed = True
+        _notice(f"connect error on {namespace}: {_error_text(data)}")
+
+    def on_reconnect_failed() -> None:
+        nonlocal failed
+        failed = True
+        _notice("reconnection gave up")
+
+    client.on("*", on_event, namespace=namespace)
+    client.on("connect", on_connect, namespace=namespace)
+    client.on("connect_error", on_connect_error, namespace=namespace)
+    client.on("disconnect", lambda reason: _notice(f"disconnected: {reason}"), namespace=namespace)
+    client.on("reconnect_attempt", lambda n: _notice(f"reconnecting (attempt {n})"))
+    client.on("reconnect", lambda n: _notice(f"reconnected after {n} attempt(s)"))
+    client.on("reconnect_failed", on_reconnect_failed)
+    try:
+        await client.connect(url, namespaces=[namespace], auth=auth, transports=transports)
+    except ConnectError as exc:
+        _notice(f"cannot connect to {url}: {exc}")
+        return 1
+    stop = _stop_event()
+    lines: asyncio.Queue[str | None] = asyncio.Queue(maxsize=64)
+    _stdin_lines(asyncio.get_running_loop(), lines)
+
+    async def send() -> None:
+        while (line := await lines.get()) is not None:
+            try:
+                parsed = parse_line(line)
+            except LineError as exc:
+                _notice(f"invalid line {line!r}: {exc}; expected NAME [JSON]")
+                continue
+            if parsed is None:
+                continue
+            name, args = parsed
+            try:
+                await client.emit(name, *args, namespace=namespace)
+            except (BufferFull, ValueError, TypeError) as exc:
+                _notice(f"cannot send {name!r}: {exc}")
+
+    sender = asyncio.ensure_future(send())
+    finished = asyncio.ensure_future(client.wait())  # the server disconnected us, or gave up
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([sender, finished, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, finished, stopper):
+            task.cancel()
+        await asyncio.gather(sender, finished, stopper, return_exceptions=True)
+        unsent = client.socket(namespace).buffered
+        await client.disconnect()
+    if unsent:
+        _notice(f"{unsent} event(s) not sent: the connection was down")
+    return 1 if failed else 0
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _transport_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or any(t not in ("polling", "websocket") for t in names):
+        raise argparse.ArgumentTypeError(
+            "a comma-separated list of polling and websocket, e.g. polling,websocket"
+        )
+    return names
+
+
 # ------------------------------------------------------------------ entry point
 
 
@@ -190,8 +391,34 @@ def _parser() -> argparse.ArgumentParser:
     echo.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     echo.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
 
-    client = commands.add_parser("connect", help="talk to a WebSocket server from the terminal")
-    client.add_argument("url", help="ws:// or wss:// URL")
+    client = commands.add_parser(
+        "connect",
+        help="talk to a WebSocket (or, with --sio, Socket.IO) server from the terminal",
+        description="Print what arrives; send each stdin line. With --sio, lines are"
+        " events: NAME [JSON] (a JSON array is the argument list, any other value the only"
+        " argument, a name alone sends none); notices go to stderr.",
+    )
+    client.add_argument("url", help="ws:// or wss:// URL (with --sio: http(s):// or ws(s)://)")
+    client.add_argument(
+        "--sio", action="store_true", help="speak Socket.IO v5 instead of plain WebSocket"
+    )
+    client.add_argument(
+        "--namespace", default=None, metavar="NS", help="the Socket.IO namespace (default /)"
+    )
+    client.add_argument(
+        "--auth",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help='the Socket.IO auth payload, a JSON object: \'{"token": "..."}\'',
+    )
+    client.add_argument(
+        "--transports",
+        type=_transport_list,
+        default=None,
+        metavar="LIST",
+        help="Socket.IO transports, comma-separated (default polling,websocket)",
+    )
     return parser
 
 
@@ -207,6 +434,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(_demo(args.host, args.port, args.client_js))
         if args.command == "echo":
             return run(_echo(args.host, args.port))
+        if args.sio:
+            namespace = args.namespace or "/"
+            if not namespace.startswith("/") or "," in namespace:
+                parser.error(f"--namespace: invalid namespace {namespace!r} (e.g. /chat)")
+            return run(_connect_sio(args.url, namespace, args.auth, args.transports))
+        if args.namespace is not None or args.auth is not None or args.transports is not None:
+            parser.error("--namespace, --auth and --transports need --sio")
         return run(_connect(args.url))
     except KeyboardInterrupt:
         return 130

@@ -299,7 +299,7 @@ class connect:
         )
         on_open, on_message, on_error, on_close = self._callbacks
         ws.on_open, ws.on_error, ws.on_close = on_open, on_error, on_close
-        ws._on_message = on_message
+        ws._on_message = on_message  # started by start_callbacks() below
         ws.attach(transport, leftover)
         transport.resume_reading()
         ws.start_callbacks()

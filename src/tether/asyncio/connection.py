@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any
 
 from ..exceptions import (
@@ -80,6 +80,7 @@ class WebSocket(asyncio.Protocol):
         "_abnormal",
         "_close_timer",
         "_closed",
+        "_direct",
         "_drain_waiter",
         "_keepalive",
         "_log",
@@ -138,6 +139,7 @@ class WebSocket(asyncio.Protocol):
         self._log: _ConnLogger | None = None
         self.on_open: Callable[[], Any] | None = None
         self._on_message: Callable[[Data], Any] | None = None
+        self._direct: Callable[[Data], Any] | None = None
         self.on_error: Callable[[BaseException], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
         self.transport: asyncio.Transport | None = None
@@ -183,6 +185,12 @@ class WebSocket(asyncio.Protocol):
     @on_message.setter
     def on_message(self, callback: Callable[[Data], Any] | None) -> None:
         self._on_message = callback
+        if callback is not None and not inspect.iscoroutinefunction(callback):
+            self._direct = callback
+            while self._messages:  # hand over what was already queued, in order
+                callback(self._messages.pop(0))
+            return
+        self._direct = None
         if (
             callback is not None
             and self._pump is None
@@ -266,10 +274,20 @@ class WebSocket(asyncio.Protocol):
         events = conn.events_received()
         if events:
             messages = self._messages
+            direct = self._direct
             for event in events:
                 cls = event.__class__
                 if cls is TextMessage or cls is BinaryMessage:
-                    messages.append(event.data)  # type: ignore[union-attr]
+                    if direct is not None:
+                        # Browser-like delivery: a plain callback runs right here, in order,
+                        # with no queue and no task (the fastest path).
+                        try:
+                            direct(event.data)  # type: ignore[union-attr]
+                        except Exception as exc:
+                            self.log.exception("error in on_message callback")
+                            self._fire("on_error", exc)
+                    else:
+                        messages.append(event.data)  # type: ignore[union-attr]
                 elif cls is Pong:
                     self._on_pong(event.payload)  # type: ignore[union-attr]
                 elif cls is CloseReceived:
@@ -287,6 +305,11 @@ class WebSocket(asyncio.Protocol):
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
         if conn.state is not State.OPEN:
             self._after_close_step()
+        elif self._direct is not None and self._writing_paused and not self._reading_paused:
+            # A callback that answers faster than the peer reads: stop reading until the
+            # outgoing buffer drains (resume_writing resumes), so memory stays bounded.
+            self._reading_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
 
     def _after_close_step(self) -> None:
         conn = self.conn
@@ -338,6 +361,10 @@ class WebSocket(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._direct is not None and self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None
@@ -376,15 +403,18 @@ class WebSocket(asyncio.Protocol):
                 self.transport.resume_reading()
         return message
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    def __aiter__(self) -> WebSocket:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
+    async def __anext__(self) -> Data:
+        """``async for message in ws``: ends on a normal close, raises on an error close."""
+        messages = self._messages
+        if messages and not self._reading_paused:
+            return messages.pop(0)
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     # ------------------------------------------------------------------ sending
 
@@ -450,12 +480,12 @@ class WebSocket(asyncio.Protocol):
             await self._drain()
 
     def _send_one(self, message: Data, compress: bool | None) -> None:
-        conn = self.conn
-        if conn.state is not State.OPEN or conn.close_sent is not None:
+        try:
+            frame = self.conn.encode_message(message, compress=compress)
+        except InvalidState:
             self._raise_not_open()
-        conn.send_message(message, compress=compress)
-        out = conn.data_to_send()
-        self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+            raise
+        self.transport.write(frame)  # type: ignore[union-attr]
 
     async def _send_fragments(
         self, fragments: AsyncIterable[Data] | Iterable[Data], compress: bool | None
@@ -681,8 +711,8 @@ class WebSocket(asyncio.Protocol):
         Called once the connection is open; a no-op without ``on_message``.
         """
         self._fire("on_open")
-        if self._on_message is not None and self._pump is None:
-            self._pump = asyncio.ensure_future(self._pump_messages())
+        if self._on_message is not None and self._pump is None and self._direct is None:
+            self.on_message = self._on_message
 
     async def _pump_messages(self) -> None:
         try:

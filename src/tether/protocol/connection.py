@@ -208,6 +208,8 @@ class Connection:
         if self._discard:
             return
         buf = self._buf
+        if not buf and not self._remaining and not self._msg_opcode and self._fast_frame(data):
+            return
         buf += data
         n = len(buf)
         pos = 0
@@ -289,6 +291,39 @@ class Connection:
             return
         if pos:
             del buf[:pos]
+
+    def _fast_frame(self, data: bytes | bytearray | memoryview) -> bool:
+        """Fast path: ``data`` is exactly one small, final, uncompressed data frame.
+
+        Returns False (and does nothing) for anything else; the general parser then
+        handles it, errors included.
+        """
+        n = len(data)
+        if n < 2:
+            return False
+        b0 = data[0]
+        if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
+            return False
+        b1 = data[1]
+        length = b1 & 0x7F
+        if length > 125 or length > self.max_size:
+            return False
+        if self._is_client:
+            if b1 & 0x80 or n != 2 + length:
+                return False
+            payload = bytes(data[2:])
+        else:
+            if not b1 & 0x80 or n != 6 + length:
+                return False
+            payload = apply_mask(data[6:], bytes(data[2:6]))
+        if b0 == 0x81:
+            try:
+                self._events.append(TextMessage(payload.decode()))
+            except UnicodeDecodeError:
+                return False  # the general parser fails the connection with 1007
+        else:
+            self._events.append(BinaryMessage(payload))
+        return True
 
     def _check_control(self, b0: int, fin: bool, length: int) -> None:
         # RFC 6455 5.5: control frames are not fragmented and carry at most 125 bytes.
@@ -460,7 +495,18 @@ class Connection:
         Raises:
             InvalidState: the connection is not open or a fragmented send is in progress.
         """
-        self._check_open()
+        self._out.append(self.encode_message(data, compress=compress))
+
+    def encode_message(self, data: str | bytes, *, compress: bool | None = None) -> bytes:
+        """Like :meth:`send_message`, but return the frame instead of queuing it.
+
+        The caller must write the bytes to the network before anything else is sent.
+
+        Raises:
+            InvalidState: the connection is not open or a fragmented send is in progress.
+        """
+        if self.state is not State.OPEN or self.close_sent is not None:
+            raise InvalidState(f"cannot send in state {self.state.name}")
         if self._send_opcode:
             raise InvalidState("a fragmented message is being sent")
         if isinstance(data, str):
@@ -468,16 +514,17 @@ class Connection:
             payload = data.encode()
         else:
             opcode = _BINARY
-            payload = bytes(data) if not isinstance(data, bytes) else data
+            payload = data if data.__class__ is bytes else bytes(data)
         deflate = self.deflate
+        if deflate is None and self._mask is None:
+            return serialize_frame(opcode, payload)  # server, no compression: the common case
         if (
             deflate is not None
             and deflate.can_compress
             and (compress or (compress is None and len(payload) >= deflate.threshold))
         ):
-            self._out.append(self._frame(opcode, deflate.compress(payload), rsv1=True))
-        else:
-            self._out.append(self._frame(opcode, payload))
+            return self._frame(opcode, deflate.compress(payload), rsv1=True)
+        return self._frame(opcode, payload)
 
     def send_fragment(self, data: str | bytes, *, fin: bool, compress: bool | None = None) -> None:
         """Queue one fragment of a message (RFC 6455 5.4).
