@@ -18,7 +18,6 @@ imported on first use.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -85,8 +84,12 @@ T = TypeVar("T")
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop when it is installed, else on the default asyncio loop."""
+    # The name `asyncio` in this module is the tether.asyncio subpackage: import the
+    # standard library's explicitly.
+    import asyncio as std_asyncio
+
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
+        return std_asyncio.run(main)
     return uvloop.run(main)

@@ -1,22 +1,32 @@
-"""tether.realtime.client.Client against the official Node ``socket.io`` server.
+"""tether.realtime.client.Client against two Socket.IO v5 servers.
 
-The server is ``tests/node/sio_reference_server.js`` (see its header for the events it
-answers), started on 127.0.0.1 for each test. Connection losses are made for real: the
-server process is killed and restarted on the same port, the TCP connections are cut by a
-relay we control, or the relay stops forwarding so that heartbeats stop. Every wait is
-bounded; no assertion depends on how long something took.
+Every test that talks to a server runs twice (the ``server_kind`` parameter):
+
+- ``node``: the official Node ``socket.io`` server, ``tests/node/sio_reference_server.js``;
+- ``tether``: tether's own :class:`~tether.realtime.Hub`, ``hub_reference_server.py`` next
+  to this file, a twin of the Node script (same options, events and ``READY`` line).
+
+The server runs as a child process on 127.0.0.1 (see the scripts' headers for the events
+they answer). Connection losses are made for real: the server process is killed and
+restarted on the same port, the TCP connections are cut by a relay we control, or the relay
+stops forwarding so that heartbeats stop. Every wait is bounded; no assertion depends on
+how long something took.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
+import tether
 from tether.realtime.client import (
     AckTimeout,
     BufferFull,
@@ -26,7 +36,8 @@ from tether.realtime.client import (
 
 HOST = "127.0.0.1"
 WAIT = 15.0  # the bound on any single wait; never reached when things work
-SERVER = "sio_reference_server.js"
+NODE_SERVER = "sio_reference_server.js"
+SERVER_KINDS = ("node", "tether")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -145,14 +156,29 @@ class Relay:
             await asyncio.wait(self._tasks, timeout=2)
 
 
+@pytest.fixture(params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Which reference server the test runs against: ``"node"`` or ``"tether"``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def sio(node_server: Any) -> Callable[..., Any]:
-    """``handle = sio("--recovery", port=P)``: start the reference server (bounded)."""
+def sio(server_kind: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``handle = sio("--recovery", port=P)``: start the reference server of
+    ``server_kind`` (bounded wait for its READY line); all are stopped at the end."""
+    if server_kind == "node":
+        node_server = request.getfixturevalue("node_server")
 
-    def start(*args: object, port: int = 0) -> Any:
-        return node_server(SERVER, "--port", port, *args)
+        def start(*args: object, port: int = 0) -> Any:
+            return node_server(NODE_SERVER, "--port", port, *args)
 
-    return start
+        return start
+    hub_server = request.getfixturevalue("hub_server")
+
+    def start_hub(*args: object, port: int = 0) -> Any:
+        return hub_server("--port", port, *args)
+
+    return start_hub
 
 
 @pytest.fixture
@@ -378,6 +404,54 @@ async def test_retries_give_at_least_once(sio: Any, clients: Callable[..., Clien
     assert await client.emit_with_ack("flaky", "r1", timeout=WAIT) == 2
 
 
+async def test_binary_in_server_emits_and_client_acks(
+    sio: Any, clients: Callable[..., Client], transports: list[str]
+) -> None:
+    server = sio()
+    client = clients()
+    questions: list[tuple[Any, ...]] = []
+
+    @client.on("question")
+    def on_question(*args: Any) -> Any:
+        questions.append(args)
+        return {"got": args[0], "bytes": bytearray(b"\x00reply")}
+
+    await client.connect(url(server.port), transports=transports)
+    # server -> client with binary arguments, client -> server ack with binary
+    answer = await client.emit_with_ack("ask", b"\x01\x02", {"k": [b""]}, timeout=WAIT)
+    assert questions == [(b"\x01\x02", {"k": [b""]})]
+    assert answer == {"got": b"\x01\x02", "bytes": b"\x00reply"}
+
+
+async def test_unknown_namespace_is_refused(sio: Any, clients: Callable[..., Client]) -> None:
+    server = sio()
+    client = clients()
+    rec = Recorder().watch(client, "connect_error", "reconnect_attempt", namespace="/nope")
+    with pytest.raises(ConnectError) as info:
+        await client.connect(url(server.port), namespaces=["/nope"])
+    assert info.value.namespace == "/nope"
+    assert info.value.data["message"] == "Invalid namespace"
+    await asyncio.wait_for(client.wait(), WAIT)
+    assert len(rec.named("connect_error")) == 1
+    assert rec.named("reconnect_attempt") == []
+
+
+async def test_broadcasts_stay_in_their_namespace(sio: Any, clients: Callable[..., Client]) -> None:
+    server = sio()
+    client = clients()
+    seen: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue()
+    client.on("*", lambda event, *args: seen.put_nowait(("/", (event, *args))))
+    client.on(
+        "*", lambda event, *args: seen.put_nowait(("/chat", (event, *args))), namespace="/chat"
+    )
+    await client.connect(url(server.port), namespaces=["/", "/chat"])
+    await client.emit_with_ack("broadcast", "only-chat", 1, namespace="/chat", timeout=WAIT)
+    await client.emit_with_ack("broadcast", "only-main", 2, timeout=WAIT)
+    assert await asyncio.wait_for(seen.get(), WAIT) == ("/chat", ("only-chat", 1))
+    assert await asyncio.wait_for(seen.get(), WAIT) == ("/", ("only-main", 2))
+    assert seen.empty()
+
+
 # --------------------------------------------------------------------------- reconnection
 
 
@@ -419,13 +493,15 @@ async def test_reconnects_after_tcp_cut(
 
 
 async def test_reconnects_when_heartbeats_stop(
-    sio: Any, relay: Any, clients: Callable[..., Client]
+    sio: Any, relay: Any, clients: Callable[..., Client], transports: list[str]
 ) -> None:
     server = sio("--ping-interval", 300, "--ping-timeout", 300)
     r = await relay(server.port)
     client = clients()
     rec = Recorder().watch(client, "connect", "disconnect", "reconnect")
-    await client.connect(url(r.port), transports=["websocket"])
+    await client.connect(url(r.port), transports=transports)
+    if transports == ["polling", "websocket"]:
+        await until(lambda: client.transport == "websocket")
     r.stall()  # the TCP connection stays open but nothing comes through: no pings
     await rec.wait_for("disconnect")
     assert rec.named("disconnect")[0] == ("ping timeout",)
@@ -482,6 +558,54 @@ async def test_gives_up_after_reconnection_attempts(
     await asyncio.wait_for(client.wait(), WAIT)
     assert [a[0] for a in rec.named("reconnect_attempt")] == [1, 2, 3]
     assert len(rec.named("reconnect_error")) == 3
+
+
+async def test_heartbeats_keep_an_idle_connection_open(
+    sio: Any, clients: Callable[..., Client], transports: list[str]
+) -> None:
+    # Pings every 50 ms and a generous pong timeout: ~20 heartbeats pass while the
+    # client is idle; none may be missed.
+    server = sio("--ping-interval", 50, "--ping-timeout", 3000)
+    client = clients()
+    rec = Recorder().watch(client, "disconnect")
+    await client.connect(url(server.port), transports=transports)
+    sid = client.sid
+    await asyncio.sleep(1.0)
+    assert rec.named("disconnect") == []
+    assert client.sid == sid
+    assert await client.emit_with_ack("echo", "alive", timeout=WAIT) == "alive"
+
+
+async def test_every_namespace_reconnects(sio: Any, clients: Callable[..., Client]) -> None:
+    server = sio()
+    client = clients()
+    chat = client.socket("/chat")
+    rec = Recorder().watch(client, "connect")
+    chat_rec = Recorder().watch(client, "connect", namespace="/chat")
+    await client.connect(url(server.port), namespaces=["/", "/chat"])
+    first = (client.sid, chat.sid)
+    await client.emit("close-engine")
+    await rec.wait_for("connect", 2)
+    await chat_rec.wait_for("connect", 2)
+    assert (await chat.emit_with_ack("info", timeout=WAIT))["nsp"] == "/chat"
+    assert (client.sid, chat.sid) != first
+
+
+async def test_server_disconnect_of_one_namespace_keeps_the_others(
+    sio: Any, clients: Callable[..., Client]
+) -> None:
+    server = sio()
+    client = clients()
+    chat = client.socket("/chat")
+    chat_rec = Recorder().watch(client, "disconnect", "connect", namespace="/chat")
+    rec = Recorder().watch(client, "disconnect", "reconnect_attempt")
+    await client.connect(url(server.port), namespaces=["/", "/chat"])
+    await chat.emit("server-disconnect")
+    assert await chat_rec.wait_for("disconnect") == [("io server disconnect",)]
+    assert not chat.connected
+    assert await client.emit_with_ack("echo", "main", timeout=WAIT) == "main"
+    assert client.connected and rec.named("disconnect") == []
+    assert rec.named("reconnect_attempt") == [] and len(chat_rec.named("connect")) == 1
 
 
 # --------------------------------------------------------------------------- auth
@@ -635,6 +759,121 @@ async def test_no_recovery_without_server_support(sio: Any, clients: Callable[..
     await client.emit("close-engine")
     await rec.wait_for("connect", 2)
     assert client.recovered is False
+
+
+async def test_recovery_in_a_namespace_with_binary(
+    sio: Any, clients: Callable[..., Client]
+) -> None:
+    server = sio("--recovery")
+    controller = clients()
+    await controller.connect(url(server.port), namespaces=["/chat"])
+    client = clients()
+    gate = Gate()
+    client._sleep = gate
+    chat = client.socket("/chat")
+    blobs: list[tuple[Any, ...]] = []
+    chat.on("blob", lambda *args: blobs.append(args))
+    rec = Recorder().watch(client, "connect", "disconnect", namespace="/chat")
+    await client.connect(url(server.port), namespaces=["/chat"])
+    # recovery needs an offset: the last event the client got before the loss
+    await controller.emit_with_ack("broadcast", "blob", 0, b"", namespace="/chat", timeout=WAIT)
+    await until(lambda: len(blobs) == 1)
+    gate.opened.clear()
+    await chat.emit("close-engine")
+    await rec.wait_for("disconnect")
+    for n in (1, 2):
+        await controller.emit_with_ack(
+            "broadcast", "blob", n, bytes([n]) * 3, namespace="/chat", timeout=WAIT
+        )
+    gate.opened.set()
+    await rec.wait_for("connect", 2)
+    await until(lambda: len(blobs) == 3)
+    assert chat.recovered is True
+    # each replayed event carries its offset (a string) last, after the binary argument
+    assert [args[:2] for args in blobs] == [(0, b""), (1, b"\x01" * 3), (2, b"\x02" * 3)]
+    assert all(isinstance(args[2], str) for args in blobs)
+
+
+# --------------------------------------------------------------------------- server parity
+
+
+def _http(method: str, target: str, body: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(
+        target,
+        data=None if body is None else body.encode(),
+        method=method,
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_polling_close_packet_waits_for_the_next_get(sio: Any) -> None:
+    # The server closes a polling session while no GET is pending (the client is between
+    # two polls, or paused during an upgrade): the close packet must wait for the next
+    # GET, so that the client sees "transport close" rather than an unknown session.
+    server = sio()
+    base = f"http://{HOST}:{server.port}/socket.io/?EIO=4&transport=polling"
+    status, body = await asyncio.to_thread(_http, "GET", base)
+    assert status == 200 and body.startswith("0")
+    target = f"{base}&sid={json.loads(body[1:])['sid']}"
+    assert await asyncio.to_thread(_http, "POST", target, "40") == (200, "ok")
+    status, body = await asyncio.to_thread(_http, "GET", target)
+    assert status == 200 and body.startswith("40{")
+    assert await asyncio.to_thread(_http, "POST", target, '42["close-engine"]') == (200, "ok")
+    status, body = await asyncio.to_thread(_http, "GET", target)
+    assert status == 200
+    assert body.split("\x1e")[-1] == "1"  # the CLOSE packet (after a NOOP on Node)
+
+
+async def test_close_during_upgrade_reaches_the_polling_client(sio: Any) -> None:
+    # The server closes the session while a WebSocket probe is under way (the client has
+    # paused polling): the probe is not the session's transport yet, so the close packet
+    # must still come with the next GET.
+    server = sio()
+    base = f"http://{HOST}:{server.port}/socket.io/?EIO=4&transport=polling"
+    status, body = await asyncio.to_thread(_http, "GET", base)
+    sid = json.loads(body[1:])["sid"]
+    target = f"{base}&sid={sid}"
+    assert await asyncio.to_thread(_http, "POST", target, "40") == (200, "ok")
+    status, body = await asyncio.to_thread(_http, "GET", target)
+    assert status == 200 and body.startswith("40{")
+    probe = await tether.connect(
+        f"ws://{HOST}:{server.port}/socket.io/?EIO=4&transport=websocket&sid={sid}"
+    )
+    try:
+        await probe.send("2probe")
+        assert await asyncio.wait_for(probe.recv(), WAIT) == "3probe"
+        assert await asyncio.to_thread(_http, "GET", target) == (200, "6")  # polling paused
+        assert await asyncio.to_thread(_http, "POST", target, '42["close-engine"]') == (
+            200,
+            "ok",
+        )
+        status, body = await asyncio.to_thread(_http, "GET", target)
+        assert status == 200
+        assert body.split("\x1e")[-1] == "1"  # the CLOSE packet
+    finally:
+        await probe.close()
+
+
+def test_client_under_tether_run(sio: Any) -> None:
+    # tether.run is how programs (and the `tether` command) start a loop: uvloop when it
+    # is installed. The client must work there on every transport.
+    server = sio()
+
+    async def scenario(transports: list[str]) -> Any:
+        client = Client()
+        try:
+            await client.connect(url(server.port), transports=transports)
+            return await client.emit_with_ack("echo", transports[0], timeout=WAIT)
+        finally:
+            await client.disconnect()
+
+    for transports in TRANSPORTS.values():
+        assert tether.run(asyncio.wait_for(scenario(transports), WAIT)) == transports[0]
 
 
 # --------------------------------------------------------------------------- backoff

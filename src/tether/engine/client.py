@@ -38,7 +38,7 @@ import ssl as ssl_module
 import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..asyncio.client import connect as ws_connect
 from ..asyncio.connection import WebSocket
@@ -162,8 +162,8 @@ class _HTTPProtocol(asyncio.Protocol):
         self.dead = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def start(self, request: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None

@@ -174,7 +174,7 @@ class Session:
         if len(self._backlog) >= self.engine.max_buffered_packets:
             self.engine.slow_consumer_closes += 1
             logger.warning("session %s: send buffer full, closing (slow consumer)", self.sid)
-            self.close("transport error")
+            self.close("transport error", drain=False)
             return
         self._backlog.append(frame)
         if self._drainer is None:
@@ -196,7 +196,7 @@ class Session:
         if len(self._queue) >= self.engine.max_buffered_packets:
             self.engine.slow_consumer_closes += 1
             logger.warning("session %s: poll buffer full, closing (slow consumer)", self.sid)
-            self.close("transport error")
+            self.close("transport error", drain=False)
             return
         self._queue.append(packet)
         poll = self._poll
@@ -248,7 +248,7 @@ class Session:
     def _ping_timeout(self) -> None:
         self._deadline = None
         logger.info("session %s: no pong in time", self.sid)
-        self.close("ping timeout")
+        self.close("ping timeout", drain=False)
 
     def _on_pong(self) -> None:
         if self._deadline is not None:
@@ -272,7 +272,7 @@ class Session:
         elif ptype is PacketType.NOOP:
             pass
         else:
-            self.close("parse error")
+            self.close("parse error", drain=False)
 
     # ----------------------------------------------------------------- closing
 
@@ -282,7 +282,7 @@ class Session:
         *,
         send_close: bool = True,
         notify: bool = True,
-        drain: bool = False,
+        drain: bool = True,
     ) -> None:
         """Close the session; the handler's ``on_close`` gets ``reason``.
 
@@ -290,9 +290,11 @@ class Session:
             reason: the disconnect reason.
             send_close: send the close packet to a polling client.
             notify: unused, kept for symmetry with transport-level closes.
-            drain: deliver what is already queued first (a server-initiated close):
-                on polling the session lingers until the next GET takes the queue and
-                the close packet, at most ``ping_timeout`` seconds.
+            drain: a server-initiated close (the default): what is queued is delivered
+                first and, on polling without a GET waiting, the session lingers until
+                the next GET takes the close packet (at most pingInterval +
+                pingTimeout). Error closes (parse error, transport error, ping timeout)
+                pass False: the session is gone at once, as with the reference server.
         """
         if self.state is not SessionState.OPEN:
             return
@@ -304,6 +306,10 @@ class Session:
         if self._drainer is not None:
             self._drainer.cancel()
         ws = self.ws
+        if ws is not None and self._upgrading:
+            # An unfinished upgrade: the session is still a polling one; drop the probe.
+            self.engine._spawn(ws.close(1000))
+            ws = None
         if ws is not None:
             if drain:
                 try:
@@ -314,12 +320,16 @@ class Session:
             self.engine._spawn(ws.close(1000))
         self._backlog.clear()
         poll = self._poll
-        if drain and send_close and ws is None and self._queue:
+        poll_waiting = poll is not None and not poll.done()
+        if drain and send_close and ws is None and (self._queue or not poll_waiting):
             # Deliver the queue with one GET and the close packet with the next, as the
             # reference server does: clients handle a close packet before the packets
             # that precede it in the same payload.
             self.state = SessionState.CLOSING
-            self._close_pending = True
+            if self._queue:
+                self._close_pending = True
+            else:
+                self._queue.append(_CLOSE)
             loop = asyncio.get_running_loop()
             self._deadline = loop.call_later(
                 self.engine.ping_interval + self.engine.ping_timeout, self._finish_close
@@ -543,7 +553,7 @@ class EngineServer:
     async def _poll(self, session: Session, request: Request) -> Response:
         if session._poll is not None and not session._poll.done():
             # Two concurrent GETs: the reference server fails the session.
-            session.close("transport error")
+            session.close("transport error", drain=False)
             return self._error(request, BAD_REQUEST)
         if not session._queue and session.state is SessionState.OPEN:
             fut = session._poll = asyncio.get_running_loop().create_future()
@@ -558,12 +568,12 @@ class EngineServer:
     def _post(self, session: Session, request: Request) -> Response:
         body = request.body
         if len(body) > self.max_payload:
-            session.close("transport error")
+            session.close("transport error", drain=False)
             return Response(413, self._cors(request), b"Payload Too Large")
         try:
             packets = decode_payload(body)
         except PacketError:
-            session.close("parse error")
+            session.close("parse error", drain=False)
             return self._error(request, BAD_REQUEST)
         for packet in packets:
             if session.state is not SessionState.OPEN:
@@ -656,7 +666,7 @@ class EngineServer:
                 try:
                     packet = decode_packet(message)
                 except PacketError:
-                    session.close("parse error")
+                    session.close("parse error", drain=False)
                     break
                 session._on_packet(packet)
                 if session.state is not SessionState.OPEN:

@@ -664,7 +664,7 @@ class _Client:
             packet = self.decoder.feed(data)
         except (PacketError, TypeError) as exc:
             logger.info("session %s: invalid packet: %s", self.session.sid, exc)
-            self.session.close("parse error")
+            self.session.close("parse error", drain=False)
             return
         if packet is None:
             return
@@ -686,7 +686,7 @@ class _Client:
             if socket is not None:
                 self._spawn(self._remove_socket(socket, "client namespace disconnect"))
         else:
-            self.session.close("parse error")
+            self.session.close("parse error", drain=False)
 
     def _dispatch(self, socket: Socket, packet: Packet) -> None:
         data = packet.data

@@ -1,0 +1,276 @@
+"""A reference Socket.IO v5 server built on tether's :class:`~tether.realtime.Hub`.
+
+The twin of ``tests/node/sio_reference_server.js`` (the official ``socket.io`` server):
+the same options, namespaces, events and printed ``READY <port>`` line, so that the client
+tests run unchanged against both.
+
+Usage::
+
+    python hub_reference_server.py --port P [--host 127.0.0.1]
+        [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
+        [--transports polling,websocket] [--refuse-websocket]
+        [--recovery] [--reject-token TOKEN]
+
+Prints "READY <port>" on stdout once listening (P may be 0). Exits on SIGTERM/SIGINT or
+when stdin closes.
+
+Options:
+  --refuse-websocket   announce the websocket upgrade but answer every WebSocket request
+                       with HTTP 403, like a proxy that does not pass upgrades
+  --recovery           connection-state recovery on (broadcasts carry an offset)
+  --reject-token T     the middleware of every namespace refuses auth.token == T with the
+                       error "not authorized" (data: {"reason": "bad token"})
+
+The namespaces "/" and "/chat" answer the same events:
+  echo(*args[, ack])           -> ack(*args), or without an ack emit("echo", *args)
+  info(ack)                    -> ack({id, nsp, auth, transport, recovered})
+  auth-log(ack)                -> ack(list of {nsp, auth} seen by the middleware)
+  ask(*args, ack)              -> emit_with_ack("question", *args) to the client; ack(answer)
+  broadcast(event, *args[, ack]) -> namespace-wide emit(event, *args); ack()
+  received(ack)                -> ack(list of the argument lists of "log" events received)
+  log(*args[, ack])            -> appended to the received list; ack(count)
+  flaky(id, ack)               -> acks only from the 2nd delivery of `id` on: ack(deliveries)
+  close-engine()               -> closes the Engine.IO session (the client sees the
+                                  transport close)
+  server-disconnect()          -> socket.disconnect() (the client must not reconnect)
+  upgrade-count(ack)           -> ack(number of completed transport upgrades)
+
+Where the Hub's handler API differs from socket.io's, this program bridges the gap with
+public API only:
+
+* A handler cannot see whether the client asked for an acknowledgement (socket.io passes
+  the ack function as the last argument). :class:`ReferenceHub` overrides the public
+  engine callback :meth:`Hub.on_message` to decode each packet a second time with the
+  public :class:`~tether.realtime.packets.Decoder` and publishes its ack id in a context
+  variable that the handlers read.
+* A handler cannot decline to acknowledge (the Hub acks with the return value, ``None``
+  being an empty ack). ``flaky`` therefore waits, without answering, until the socket
+  disconnects or the program stops.
+* The engine has no "upgrade" event: a connect handler remembers each Engine.IO session
+  and the transport it started on; an upgrade is a session that started on polling and
+  now runs on WebSocket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from tether import Request, Response, run
+from tether.engine.server import Session
+from tether.realtime import ConnectionRefused, Hub, Recovery, Socket
+from tether.realtime.packets import Decoder, PacketError
+
+#: Whether the packet being dispatched asked for an acknowledgement.
+_ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "ack_requested", default=False
+)
+
+
+def log(*parts: object) -> None:
+    print("[hub_reference_server]", *parts, file=sys.stderr, flush=True)
+
+
+class ReferenceHub(Hub):
+    """A Hub that tells its handlers whether the client wants an acknowledgement."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._peek: dict[str, Decoder] = {}
+
+    def on_message(self, session: Session, data: str | bytes) -> None:
+        decoder = self._peek.setdefault(session.sid, Decoder())
+        try:
+            packet = decoder.feed(data)
+        except PacketError:
+            decoder.reset()
+            packet = None
+        if packet is None and decoder.awaiting_attachments:
+            super().on_message(session, data)
+            return
+        token = _ACK_REQUESTED.set(packet is not None and packet.id is not None)
+        try:
+            # The Hub dispatches synchronously: a sync handler runs in this context, an
+            # async one in a task created here (which copies the context).
+            super().on_message(session, data)
+        finally:
+            _ACK_REQUESTED.reset(token)
+
+    def on_close(self, session: Session, reason: str) -> None:
+        self._peek.pop(session.sid, None)
+        super().on_close(session, reason)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--ping-interval", type=float, default=25000, metavar="MS")
+    parser.add_argument("--ping-timeout", type=float, default=20000, metavar="MS")
+    parser.add_argument("--max-payload", type=int, default=1_000_000, metavar="BYTES")
+    parser.add_argument("--transports", default="polling,websocket")
+    parser.add_argument("--refuse-websocket", action="store_true")
+    parser.add_argument("--recovery", action="store_true")
+    parser.add_argument("--reject-token", default=None, metavar="TOKEN")
+    return parser.parse_args(argv)
+
+
+def build(opts: argparse.Namespace, stopping: asyncio.Event) -> ReferenceHub:
+    hub = ReferenceHub(
+        ping_interval=opts.ping_interval / 1000,
+        ping_timeout=opts.ping_timeout / 1000,
+        max_payload=opts.max_payload,
+        transports=[t for t in opts.transports.split(",") if t],
+        recovery=(
+            Recovery(max_disconnection_duration=60.0, skip_middlewares=True)
+            if opts.recovery
+            else None
+        ),
+    )
+    auth_seen: list[dict[str, Any]] = []
+    received: list[list[Any]] = []
+    deliveries: dict[Any, int] = {}
+    # Engine.IO session id -> (session, transport it started on)
+    sessions: dict[str, tuple[Session, str]] = {}
+
+    for name in ("/", "/chat"):
+        nsp = hub.of(name)
+
+        def middleware(socket: Socket, auth: dict[str, Any], nsp_name: str = name) -> None:
+            auth_seen.append({"nsp": nsp_name, "auth": auth})
+            if opts.reject_token is not None and auth.get("token") == opts.reject_token:
+                raise ConnectionRefused("not authorized", {"reason": "bad token"})
+
+        nsp.use(middleware)
+
+        @nsp.on("connect")
+        def on_connect(socket: Socket, auth: dict[str, Any]) -> None:
+            session = socket.session
+            if session.sid not in sessions:
+                sessions[session.sid] = (session, socket.transport)
+            log(f"connection {socket.namespace.name} {socket.sid} recovered={socket.recovered}")
+
+        @nsp.on("echo")
+        async def echo(socket: Socket, *args: Any) -> Any:
+            if _ACK_REQUESTED.get():
+                return tuple(args)
+            await socket.emit("echo", *args)
+            return None
+
+        @nsp.on("info")
+        def info(socket: Socket) -> dict[str, Any]:
+            return {
+                "id": socket.sid,
+                "nsp": socket.namespace.name,
+                "auth": socket.handshake.auth,
+                "transport": socket.transport,
+                "recovered": socket.recovered,
+            }
+
+        @nsp.on("auth-log")
+        def auth_log(socket: Socket) -> list[dict[str, Any]]:
+            return auth_seen
+
+        @nsp.on("ask")
+        async def ask(socket: Socket, *args: Any) -> Any:
+            try:
+                answer = await socket.emit_with_ack("question", *args, timeout=10.0)
+            except Exception as exc:
+                return {"error": str(exc)}
+            # Like socket.io's emitWithAck: the first argument of the answer.
+            return answer[0] if isinstance(answer, tuple) else answer
+
+        @nsp.on("broadcast")
+        async def broadcast(socket: Socket, event: str, *args: Any) -> None:
+            await socket.namespace.emit(event, *args)
+
+        @nsp.on("log")
+        def log_event(socket: Socket, *args: Any) -> int:
+            received.append(list(args))
+            return len(received)
+
+        @nsp.on("received")
+        def received_events(socket: Socket) -> list[list[Any]]:
+            return received
+
+        @nsp.on("flaky")
+        async def flaky(socket: Socket, ident: Any) -> int:
+            n = deliveries[ident] = deliveries.get(ident, 0) + 1
+            if n < 2:
+                # No acknowledgement: hold the handler until the program stops (see the
+                # module docstring); a cancelled handler sends nothing.
+                await stopping.wait()
+                raise asyncio.CancelledError
+            return n
+
+        @nsp.on("close-engine")
+        def close_engine(socket: Socket) -> None:
+            socket.session.close("forced close", drain=True)
+
+        @nsp.on("server-disconnect")
+        async def server_disconnect(socket: Socket) -> None:
+            await socket.disconnect()
+
+        @nsp.on("upgrade-count")
+        def upgrade_count(socket: Socket) -> int:
+            return sum(
+                1
+                for session, first in sessions.values()
+                if first == "polling" and session.transport == "websocket"
+            )
+
+    return hub
+
+
+def _stdin_closed(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    def wait_eof() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_eof, daemon=True).start()
+
+
+async def main(argv: Sequence[str]) -> int:
+    opts = parse_args(argv)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _stdin_closed(loop, stop)
+    hub = build(opts, stop)
+    kwargs: dict[str, Any] = {}
+    if opts.refuse_websocket:
+
+        def refuse(request: Request) -> Response | None:
+            # Replaces the engine's own check (Hub.serve passes hub.engine.process_request):
+            # like a proxy that does not pass upgrades, every WebSocket request gets 403
+            # while the polling handshake still announces "websocket".
+            return Response(403, [("Connection", "close")])
+
+        kwargs["process_request"] = refuse
+    server = await hub.serve(opts.host, opts.port, **kwargs)
+    print(f"READY {server.port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await hub.close()
+        server.close()
+        try:
+            await asyncio.wait_for(server.wait_closed(), 2.0)
+        except TimeoutError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main(sys.argv[1:])))
