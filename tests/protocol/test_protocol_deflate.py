@@ -251,9 +251,20 @@ def test_rfc7692_5_client_refuses_two_accepted_extensions() -> None:
         client_accept_response(["permessage-deflate, permessage-deflate"], DeflateOptions())
 
 
-def test_rfc7692_7_1_2_2_client_refuses_client_max_window_bits_it_did_not_offer() -> None:
+def test_rfc7692_7_1_2_2_default_offer_lets_the_server_pick_the_client_window() -> None:
+    # The default offer carries the bare parameter, so the server may pick 8-15.
+    assert "client_max_window_bits" in client_offer(DeflateOptions()).split("; ")
+    codec = client_accept_response(
+        ["permessage-deflate; client_max_window_bits=10"], DeflateOptions()
+    )
+    assert codec is not None and codec.can_compress
+    # zlib cannot compress with an 8-bit window: such a connection sends uncompressed.
+    codec8 = client_accept_response(
+        ["permessage-deflate; client_max_window_bits=8"], DeflateOptions()
+    )
+    assert codec8 is not None and not codec8.can_compress
     with pytest.raises(NegotiationError):
-        client_accept_response(["permessage-deflate; client_max_window_bits=10"], DeflateOptions())
+        client_accept_response(["permessage-deflate; client_max_window_bits=16"], DeflateOptions())
 
 
 def test_rfc7692_7_1_2_2_client_refuses_a_larger_client_window_than_offered() -> None:

@@ -127,6 +127,7 @@ class WebSocket(asyncio.Protocol):
         close_timeout: float = 10.0,
     ) -> None:
         self.conn = connection
+        connection.defer_failures = True
         self.id = f"{next(_ids):x}"
         self.request = request
         self.response = response
@@ -303,6 +304,13 @@ class WebSocket(asyncio.Protocol):
         out = conn.data_to_send()
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
+        if conn.pending_failure is not None:
+            if self._direct is not None or not self._messages:
+                self._apply_failure()
+            elif self._close_timer is None:
+                # Give the application close_timeout to handle what came before the bad
+                # frame (recv() applies the failure as soon as the queue is empty).
+                self._close_timer = self._loop.call_later(self.close_timeout, self._apply_failure)
         if conn.state is not State.OPEN:
             self._after_close_step()
         elif self._direct is not None and self._writing_paused and not self._reading_paused:
@@ -310,6 +318,19 @@ class WebSocket(asyncio.Protocol):
             # outgoing buffer drains (resume_writing resumes), so memory stays bounded.
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _apply_failure(self) -> None:
+        conn = self.conn
+        if conn.pending_failure is None:
+            return
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        conn.apply_pending_failure()
+        out = conn.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+        self._after_close_step()
 
     def _after_close_step(self) -> None:
         conn = self.conn
@@ -383,6 +404,8 @@ class WebSocket(asyncio.Protocol):
         """
         messages = self._messages
         while not messages:
+            if self.conn.pending_failure is not None:
+                self._apply_failure()
             if self._closed.done() or self.conn.state is State.CLOSED:
                 raise self._closed_exception()
             if self.conn.close_rcvd is not None or self.conn.failure is not None:

@@ -106,11 +106,13 @@ class Connection:
         "_utf8",
         "close_rcvd",
         "close_sent",
+        "defer_failures",
         "deflate",
         "eof_received",
         "failure",
         "max_frame_size",
         "max_size",
+        "pending_failure",
         "side",
         "state",
     )
@@ -153,6 +155,10 @@ class Connection:
         self.close_rcvd: CloseReceived | None = None
         self.close_sent: tuple[int, str] | None = None
         self.failure: ProtocolError | None = None
+        #: Deliver messages received before a bad frame before failing (see
+        #: :meth:`apply_pending_failure`). The asyncio layer turns this on.
+        self.defer_failures = False
+        self.pending_failure: ProtocolError | None = None
         self.eof_received = False
 
     # ------------------------------------------------------------------ properties
@@ -287,7 +293,16 @@ class Connection:
                 else:
                     self._remaining = length
         except ProtocolError as exc:
-            self._fail(exc)
+            if self.defer_failures and any(
+                e.__class__ is TextMessage or e.__class__ is BinaryMessage for e in self._events
+            ):
+                # Messages that arrived before the bad frame are delivered first; the
+                # caller applies the failure once it has handled them.
+                self.pending_failure = exc
+                self._discard = True
+                self._buf.clear()
+            else:
+                self._fail(exc)
             return
         if pos:
             del buf[:pos]
@@ -463,6 +478,19 @@ class Connection:
         # RFC 6455 1.4: nothing is processed after a close frame.
         self._discard = True
         self._buf.clear()
+
+    def apply_pending_failure(self) -> None:
+        """Fail the connection for a bad frame whose failure was deferred.
+
+        With :attr:`defer_failures`, messages received before a bad frame are returned by
+        :meth:`events_received` first, and the connection stays open (for sending) until
+        this is called: the application may still answer them (RFC 6455 does not order
+        the two; Autobahn's strict mode expects the answers first). A no-op otherwise.
+        """
+        exc = self.pending_failure
+        if exc is not None:
+            self.pending_failure = None
+            self._fail(exc)
 
     def _fail(self, exc: ProtocolError) -> None:
         """RFC 6455 7.1.7 Fail the WebSocket Connection."""

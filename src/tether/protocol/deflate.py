@@ -284,6 +284,9 @@ def client_offer(options: DeflateOptions) -> str:
         parts.append(f"server_max_window_bits={options.server_max_window_bits}")
     if options.client_max_window_bits is not None:
         parts.append(f"client_max_window_bits={options.client_max_window_bits}")
+    else:
+        # RFC 7692 7.1.2.2: the bare parameter lets the server pick our window (8-15).
+        parts.append("client_max_window_bits")
     return "; ".join(parts)
 
 
@@ -310,10 +313,10 @@ def client_accept_response(values: list[str], options: DeflateOptions) -> PerMes
         raise NegotiationError("the server ignored server_no_context_takeover")
     client_wbits = 15
     if "client_max_window_bits" in seen:
-        if options.client_max_window_bits is None:
-            raise NegotiationError("client_max_window_bits was not offered")
+        # We always offer it: bare (any value 8-15) or with our limit.
         client_wbits = _window_bits(seen["client_max_window_bits"])
-        if client_wbits > options.client_max_window_bits:
+        limit = options.client_max_window_bits
+        if limit is not None and client_wbits > limit:
             raise NegotiationError("client_max_window_bits larger than offered")
     elif options.client_max_window_bits is not None:
         client_wbits = options.client_max_window_bits
