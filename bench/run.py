@@ -10,10 +10,10 @@ For every run, scenario and server: start the server pinned to core 0, run the l
 generator pinned to core 1, stop the server. Report the median of the runs.
 
 Two registries drive everything: SERVERS (what to start) and SCENARIOS (what to measure
-and with which driver). A scenario names the protocol it speaks (``"ws"`` today) and runs
-only against servers that speak it, so Socket.IO scenarios can be added later by
-registering servers with ``protocols={"socketio"}`` and scenarios with
-``protocol="socketio"`` and their own driver (for example a Node socket.io-client script).
+and with which driver). A scenario names the protocol it speaks (``"ws"`` or
+``"socketio"``) and runs only against servers that speak it. Each protocol has its own
+subject (the tether server the ratios are about), its own raw results file and its own
+section of the report; a run of one protocol's scenarios keeps the other's section.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ LOADGEN = OUT / "loadgen"
 CERT = OUT / "cert.pem"
 KEY = OUT / "key.pem"
 SUBJECT = "tether"  # ratios are SUBJECT / peer
+SIO_DIR = BENCH / "sio"
+SIO_LOADGEN = SIO_DIR / "loadgen.js"
+# per protocol: the subject of the ratios, the raw results file, the report section title
+PROTOCOLS: dict[str, tuple[str, str, str]] = {
+    "ws": (SUBJECT, "results", "WebSocket"),
+    "socketio": ("tether-sio", "results-socketio", "Socket.IO"),
+}
 
 # ---------------------------------------------------------------------------------------
 # registries
@@ -71,6 +78,10 @@ class Server:
     protocols: frozenset[str] = frozenset({"ws"})
     python_module: str | None = None  # checked for importability, and for the version
     node_package: str | None = None
+
+    @property
+    def subject(self) -> bool:
+        return any(self.name == subject for subject, _, _ in PROTOCOLS.values())
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,7 @@ class Scenario:
     tls: bool = False
     note: str = ""
     timeout: float = 180.0
+    missing: Callable[[], str | None] | None = None  # why it cannot run here, or None
 
     def args(self, ctx: Context) -> dict[str, Any]:
         return self.args_for(ctx.smoke)
@@ -155,6 +167,15 @@ def node_server(ctx: Context, port: int, tls: bool) -> list[str]:
     return cmd
 
 
+def node_sio_server(ctx: Context, port: int, tls: bool) -> list[str]:
+    return [
+        shutil.which("node") or "node",
+        str(SERVERS_DIR / "sio_node_server.js"),
+        "--port",
+        str(port),
+    ]
+
+
 register_server(
     Server("tether", "tether", python_server("tether_server.py"), python_module="tether")
 )
@@ -173,6 +194,34 @@ register_server(
     Server("picows", "picows", python_server("picows_server.py"), python_module="picows")
 )
 register_server(Server("ws", "ws (Node)", node_server, node_package="ws"))
+SOCKETIO = frozenset({"socketio"})
+register_server(
+    Server(
+        "tether-sio",
+        "tether",
+        python_server("sio_tether_server.py"),
+        protocols=SOCKETIO,
+        python_module="tether",
+    )
+)
+register_server(
+    Server(
+        "python-socketio",
+        "python-socketio",
+        python_server("sio_pysocketio_server.py"),
+        protocols=SOCKETIO,
+        python_module="socketio",
+    )
+)
+register_server(
+    Server(
+        "socketio-node",
+        "socket.io (Node)",
+        node_sio_server,
+        protocols=SOCKETIO,
+        node_package="socket.io",
+    )
+)
 
 # ---------------------------------------------------------------------------------------
 # drivers
@@ -203,6 +252,11 @@ def loadgen_driver(ctx: Context, scenario: Scenario, handle: ServerHandle) -> di
         elif value is not False and value is not None:
             cmd += [flag, str(value)]
     limit = float(params.get("timeout", scenario.timeout)) + 30
+    return run_generator(cmd, limit)
+
+
+def run_generator(cmd: list[str], limit: float) -> dict[str, Any]:
+    """Run a generator command and return the last JSON object it printed."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -212,6 +266,29 @@ def loadgen_driver(ctx: Context, scenario: Scenario, handle: ServerHandle) -> di
     if proc.stderr.strip():
         result["stderr"] = proc.stderr.strip().splitlines()[-5:]
     return result
+
+
+def sio_missing() -> str | None:
+    """Why the Socket.IO generator cannot run here, or None."""
+    if not shutil.which("node"):
+        return "node not found"
+    if not (SIO_DIR / "node_modules" / "socket.io-client" / "package.json").exists():
+        return "socket.io-client not installed in bench/sio (bash bench/run.sh installs it)"
+    return None
+
+
+def sio_driver(ctx: Context, scenario: Scenario, handle: ServerHandle) -> dict[str, Any]:
+    """Run the Node socket.io-client generator (bench/sio/loadgen.js) on core 1."""
+    params = dict(scenario.args(ctx))
+    if params.get("scenario") == "idle":
+        params["conns"] = min(int(params["conns"]), max(100, ctx.fd_limit - 256))
+    node = shutil.which("node") or "node"
+    cmd = ["taskset", "-c", "1", node, str(SIO_LOADGEN)]
+    cmd += ["--port", str(handle.port), "--server-pid", str(handle.pid)]
+    for key, value in params.items():
+        cmd += ["--" + key.replace("_", "-"), str(value)]
+    limit = float(params.get("timeout", scenario.timeout)) + 30
+    return run_generator(cmd, limit)
 
 
 # ---------------------------------------------------------------------------------------
@@ -313,6 +390,68 @@ register_scenario(
     )
 )
 
+# Socket.IO: the servers in servers/sio_*, driven by bench/sio/loadgen.js (socket.io-client,
+# WebSocket transport only, one Node process on core 1).
+SIO_ECHO_FULL = {"warmup": 1, "duration": 5, "timeout": 90}
+SIO_ECHO_SMOKE = {"warmup": 0.2, "duration": 0.5, "timeout": 30}
+SIO_NOTE = "emit('echo', 16 B string), the server emits 'echo' back with the same argument; "
+
+register_scenario(
+    Scenario(
+        "sio-echo-1",
+        "Socket.IO event echo, 1 client",
+        (RPS, P50, P99),
+        {"scenario": "echo", "conns": 1, "size": 16, **SIO_ECHO_FULL},
+        {"scenario": "echo", "conns": 1, "size": 16, **SIO_ECHO_SMOKE},
+        sio_driver,
+        protocol="socketio",
+        note=SIO_NOTE + "one event in flight per client.",
+        missing=sio_missing,
+    )
+)
+register_scenario(
+    Scenario(
+        "sio-echo-100",
+        "Socket.IO event echo, 100 clients",
+        (RPS, P50, P99),
+        {"scenario": "echo", "conns": 100, "size": 16, **SIO_ECHO_FULL},
+        {"scenario": "echo", "conns": 100, "size": 16, **SIO_ECHO_SMOKE},
+        sio_driver,
+        protocol="socketio",
+        note=SIO_NOTE + "one event in flight per client.",
+        missing=sio_missing,
+    )
+)
+register_scenario(
+    Scenario(
+        "sio-broadcast",
+        "Socket.IO room broadcast: 1,000 clients, bcast('r', 100, 64)",
+        (Metric("deliveries_per_s", "deliveries/s", "msg/s", True, per_cpu=True),),
+        {"scenario": "bcast", "conns": 1000, "bcast_count": 100, "size": 64, "timeout": 120},
+        {"scenario": "bcast", "conns": 100, "bcast_count": 10, "size": 64, "timeout": 30},
+        sio_driver,
+        protocol="socketio",
+        note="every client joins room 'r' (acknowledged); one emits bcast('r', 100, 64) and the "
+        "server emits 100 events 'm' with a 64 B string to the room: deliveries/s from that "
+        "emit until all 100,000 arrived.",
+        missing=sio_missing,
+    )
+)
+register_scenario(
+    Scenario(
+        "sio-idle",
+        "Socket.IO idle memory: 2,000 clients",
+        (Metric("kib_per_conn", "server RSS per client", "KiB", False, 2),),
+        {"scenario": "idle", "conns": 2000, "settle": 2, "timeout": 120},
+        {"scenario": "idle", "conns": 200, "settle": 0.2, "timeout": 30},
+        sio_driver,
+        protocol="socketio",
+        note="VmRSS after (all connected to the main namespace, one echo each, settled) "
+        "minus before, over N.",
+        missing=sio_missing,
+    )
+)
+
 # ---------------------------------------------------------------------------------------
 # running servers
 
@@ -368,10 +507,11 @@ def python_versions(python: str, modules: Iterable[str]) -> dict[str, str | None
     code = (
         "import importlib, importlib.metadata as m, json, sys\n"
         "out = {}\n"
+        "dists = m.packages_distributions()\n"  # socketio -> python-socketio
         "for name in sys.argv[1:]:\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
-        "        out[name] = m.version(name)\n"
+        "        out[name] = m.version(dists.get(name, [name])[0])\n"
         "    except Exception as exc:\n"
         "        out[name] = None\n"
         "        out[name + ':error'] = f'{type(exc).__name__}: {exc}'\n"
@@ -387,13 +527,13 @@ def python_versions(python: str, modules: Iterable[str]) -> dict[str, str | None
     return result
 
 
-def node_version(package: str) -> tuple[str | None, str]:
+def node_version(package: str, where: Path = BENCH / "node") -> tuple[str | None, str]:
     node = shutil.which("node")
     if not node:
         return None, "node not found"
-    pkg = BENCH / "node" / "node_modules" / package / "package.json"
+    pkg = where / "node_modules" / package / "package.json"
     if not pkg.exists():
-        return None, f"{package} not installed in bench/node"
+        return None, f"{package} not installed in bench/{where.name}"
     return str(json.loads(pkg.read_text())["version"]), ""
 
 
@@ -505,13 +645,15 @@ def results_rows(
     servers: list[Server],
     outcomes: dict[tuple[str, str], Outcome],
     per_cpu: bool = False,
+    subject: str = SUBJECT,
 ) -> list[list[str]]:
     """The main table, or with ``per_cpu`` the rates divided by the server's CPU use."""
-    peers = [s for s in servers if s.name != SUBJECT]
-    has_subject = any(s.name == SUBJECT for s in servers)
+    peers = [s for s in servers if s.name != subject]
+    has_subject = any(s.name == subject for s in servers)
     header = ["scenario", "metric", *[s.label for s in servers]]
     if has_subject:
-        header += [f"{SUBJECT}/{p.label}" for p in peers]
+        label = SERVERS[subject].label
+        header += [f"{label}/{p.label}" for p in peers]
     rows = [header]
     for sc in scenarios:
         for metric in sc.metrics:
@@ -533,7 +675,7 @@ def results_rows(
                 else:
                     row.append(fmt_value(metric, value))
             if has_subject:
-                row += [fmt_ratio(metric, values.get(SUBJECT), values[p.name]) for p in peers]
+                row += [fmt_ratio(metric, values.get(subject), values[p.name]) for p in peers]
             rows.append(row)
     return rows
 
@@ -582,27 +724,51 @@ def run_all(args: argparse.Namespace) -> int:
 
     # which servers can run at all
     modules = [s.python_module for s in servers if s.python_module]
+    if "python-socketio" in [s.name for s in servers]:
+        modules += ["engineio", "aiohttp"]  # python-socketio's engine and its web server
     versions = python_versions(python, modules)
     unavailable: dict[str, str] = {}
     lib_versions: dict[str, str] = {"uvloop": versions.get("uvloop") or "?"}
+    server_versions: dict[str, str] = {}
     for srv in servers:
         if srv.python_module:
             version = versions.get(srv.python_module)
             if version is None:
                 unavailable[srv.name] = str(versions.get(srv.python_module + ":error"))
             else:
-                lib_versions[srv.label] = version
+                server_versions[srv.name] = version
         elif srv.node_package:
             version, why = node_version(srv.node_package)
             if version is None:
                 unavailable[srv.name] = why
             else:
-                lib_versions[srv.label] = version
-    if SUBJECT in unavailable:
-        print(f"bench: {SUBJECT} is not importable: {unavailable[SUBJECT]}", file=sys.stderr)
-        return 1
+                server_versions[srv.name] = version
+    extra_versions: dict[str, dict[str, str]] = {"socketio": {}}
+    if versions.get("engineio"):
+        extra_versions["socketio"]["python-engineio"] = str(versions["engineio"])
+        extra_versions["socketio"]["aiohttp"] = str(versions.get("aiohttp"))
+    sio_client, _ = node_version("socket.io-client", SIO_DIR)
+    if sio_client:
+        extra_versions["socketio"]["socket.io-client (generator)"] = sio_client
+    versions_by_protocol = {
+        proto: {
+            **lib_versions,
+            **{
+                s.label: server_versions[s.name]
+                for s in servers
+                if proto in s.protocols and s.name in server_versions
+            },
+            **extra_versions.get(proto, {}),
+        }
+        for proto in PROTOCOLS
+    }
+    for name, why in unavailable.items():
+        if SERVERS[name].subject:
+            print(f"bench: {name} is not importable: {why}", file=sys.stderr)
+            return 1
     for name, why in unavailable.items():
         print(f"bench: {name}: skipped ({why})")
+    missing = {sc.name: sc.missing() for sc in scenarios if sc.missing is not None}
 
     runs = 1 if args.smoke else args.runs
     load_start = os.getloadavg()[0]
@@ -617,6 +783,12 @@ def run_all(args: argparse.Namespace) -> int:
                     continue
                 if srv.name in unavailable:
                     oc.skipped = unavailable[srv.name]
+                    continue
+                if missing.get(sc.name):
+                    oc.skipped = missing[sc.name]
+                    print(
+                        f"  [{run + 1}/{runs}] {sc.name:<13} {srv.label:<11} skipped ({oc.skipped})"
+                    )
                     continue
                 if sc.tls and not ctx.tls_ok:
                     oc.skipped = "generator built without TLS or no certificate"
@@ -663,64 +835,81 @@ def run_all(args: argparse.Namespace) -> int:
         "elapsed_s": round(elapsed, 1),
         "machine": facts,
         "versions": lib_versions,
+        "versions_by_protocol": versions_by_protocol,
         "scenarios": [sc.name for sc in scenarios],
         "servers": [srv.name for srv in servers],
         "results": {f"{k[0]}/{k[1]}": v.__dict__ for k, v in outcomes.items()},
     }
-    out_json = OUT / ("results-smoke.json" if args.smoke else "results.json")
-    out_json.write_text(json.dumps(raw, indent=1))
-    print(f"wrote {out_json.relative_to(ROOT)}")
+    # one raw file per protocol, so a run of one protocol keeps the other's results
+    for proto, part in split_by_protocol(raw).items():
+        out_json = results_path(proto, args.smoke)
+        out_json.write_text(json.dumps(part, indent=1))
+        print(f"wrote {out_json.relative_to(ROOT)}")
     return report(raw, args.output)
 
 
-def report(raw: dict[str, Any], output: str | None) -> int:
-    """Print the tables and write the markdown report; non-zero if tether failed."""
+def results_path(protocol: str, smoke: bool) -> Path:
+    """``results.json``, ``results-socketio.json`` (``-smoke`` before ``.json`` in smoke)."""
+    return OUT / (PROTOCOLS[protocol][1] + ("-smoke" if smoke else "") + ".json")
+
+
+def split_by_protocol(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The parts of a raw result, one per protocol that has scenarios in it."""
     keys = [key.split("/", 1) for key in raw["results"]]
     scenario_names = raw.get("scenarios") or list(dict.fromkeys(k[0] for k in keys))
     server_names = raw.get("servers") or list(dict.fromkeys(k[1] for k in keys))
-    scenarios = [SCENARIOS[n] for n in scenario_names if n in SCENARIOS]
-    servers = [SERVERS[n] for n in server_names if n in SERVERS]
-    outcomes = {
-        (key.split("/", 1)[0], key.split("/", 1)[1]): Outcome(**value)
-        for key, value in raw["results"].items()
-    }
-    runs = raw["runs"]
-    rows = results_rows(scenarios, servers, outcomes)
-    eff = results_rows(scenarios, servers, outcomes, per_cpu=True)
-    cpu, hot = cpu_rows(scenarios, servers, outcomes)
-    print()
-    print(render_table(rows, markdown=False))
-    print()
-    print("the same rates per second of server CPU (user + system):")
-    print(render_table(eff, markdown=False))
-    print()
-    print("load generator CPU (max over runs) / server CPU (median), % of one core:")
-    print(render_table(cpu, markdown=False))
-    if hot:
-        print("generator near 100% (it may be the bottleneck): " + "; ".join(hot))
-    print(f"\n{runs} run(s), {raw.get('elapsed_s', 0):.0f} s")
+    parts: dict[str, dict[str, Any]] = {}
+    for proto in PROTOCOLS:
+        names = [n for n in scenario_names if n in SCENARIOS and SCENARIOS[n].protocol == proto]
+        if not names:
+            continue
+        servers = [n for n in server_names if n in SERVERS and proto in SERVERS[n].protocols]
+        part = {k: v for k, v in raw.items() if k != "versions_by_protocol"}
+        part["protocol"] = proto
+        part["scenarios"] = names
+        part["servers"] = servers
+        part["versions"] = raw.get("versions_by_protocol", {}).get(proto, raw["versions"])
+        part["results"] = {
+            key: value
+            for key, value in raw["results"].items()
+            if key.split("/", 1)[0] in names and key.split("/", 1)[1] in servers
+        }
+        parts[proto] = part
+    return parts
 
-    failed_subject = [
-        f"{sc.name}: {'; '.join(outcomes[(sc.name, SUBJECT)].failures)}"
-        for sc in scenarios
-        if (sc.name, SUBJECT) in outcomes
-        and outcomes[(sc.name, SUBJECT)].failures
-        and not outcomes[(sc.name, SUBJECT)].skipped
-    ]
-    peer_failures = [
-        f"{srv.label} / {sc.name}: {'; '.join(outcomes[(sc.name, srv.name)].failures)}"
-        for sc in scenarios
-        for srv in servers
-        if srv.name != SUBJECT
-        and (sc.name, srv.name) in outcomes
-        and outcomes[(sc.name, srv.name)].failures
-    ]
+
+def report(raw: dict[str, Any], output: str | None) -> int:
+    """Print the tables and write the markdown report; non-zero if tether failed.
+
+    The report has one section per protocol. A protocol this run did not measure keeps
+    its section, re-rendered from its last raw results file.
+    """
+    parts = split_by_protocol(raw)
+    sections: list[str] = []
+    failed_subject: list[str] = []
+    peer_failures: list[str] = []
+    for proto in PROTOCOLS:
+        part = parts.get(proto)
+        fresh = part is not None
+        if part is None:
+            path = results_path(proto, bool(raw["smoke"]))
+            if not path.exists():
+                continue
+            part = split_by_protocol(json.loads(path.read_text())).get(proto)
+            if part is None:
+                continue
+        text, failed, peers = render_part(part, print_tables=fresh, top=not sections)
+        sections.append(text)
+        if fresh:
+            failed_subject += failed
+            peer_failures += peers
+    print(f"\n{raw['runs']} run(s), {raw.get('elapsed_s', 0):.0f} s")
     out_md = (
         Path(output)
         if output
         else (OUT / "RESULTS-smoke.md" if raw["smoke"] else BENCH / "RESULTS.md")
     )
-    out_md.write_text(markdown_report(raw, scenarios, rows, eff, cpu, hot, peer_failures))
+    out_md.write_text("\n".join(sections))
     print(f"wrote {out_md}")
     for failure in peer_failures:
         print(f"bench: peer failure (not fatal): {failure}")
@@ -729,6 +918,56 @@ def report(raw: dict[str, Any], output: str | None) -> int:
             print(f"bench: {SUBJECT} failed: {failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def render_part(
+    raw: dict[str, Any], print_tables: bool, top: bool
+) -> tuple[str, list[str], list[str]]:
+    """One protocol's tables: (markdown, subject failures, peer failures)."""
+    proto = raw.get("protocol", "ws")
+    subject, _, title = PROTOCOLS[proto]
+    scenarios = [SCENARIOS[n] for n in raw["scenarios"] if n in SCENARIOS]
+    servers = [SERVERS[n] for n in raw["servers"] if n in SERVERS]
+    outcomes = {
+        (key.split("/", 1)[0], key.split("/", 1)[1]): Outcome(**value)
+        for key, value in raw["results"].items()
+    }
+    rows = results_rows(scenarios, servers, outcomes, subject=subject)
+    eff = results_rows(scenarios, servers, outcomes, per_cpu=True, subject=subject)
+    cpu, hot = cpu_rows(scenarios, servers, outcomes)
+    if print_tables:
+        print(f"\n{title}:")
+        print(render_table(rows, markdown=False))
+        print()
+        print("the same rates per second of server CPU (user + system):")
+        print(render_table(eff, markdown=False))
+        print()
+        print("load generator CPU (max over runs) / server CPU (median), % of one core:")
+        print(render_table(cpu, markdown=False))
+        if hot:
+            print("generator near 100% (it may be the bottleneck): " + "; ".join(hot))
+
+    failed_subject = [
+        f"{sc.name}: {'; '.join(outcomes[(sc.name, subject)].failures)}"
+        for sc in scenarios
+        if (sc.name, subject) in outcomes
+        and outcomes[(sc.name, subject)].failures
+        and not outcomes[(sc.name, subject)].skipped
+    ]
+    peer_failures = [
+        f"{srv.label} / {sc.name}: {'; '.join(outcomes[(sc.name, srv.name)].failures)}"
+        for sc in scenarios
+        for srv in servers
+        if srv.name != subject
+        and (sc.name, srv.name) in outcomes
+        and outcomes[(sc.name, srv.name)].failures
+    ]
+    section = None if top and proto == "ws" else title
+    text = markdown_report(raw, scenarios, rows, eff, cpu, hot, peer_failures, section)
+    if top and section is not None:
+        smoke = " (smoke run: not meaningful numbers)" if raw["smoke"] else ""
+        text = f"# tether benchmarks{smoke}\n\n{text}"
+    return text, failed_subject, peer_failures
 
 
 def tls_built() -> bool:
@@ -744,13 +983,29 @@ def markdown_report(
     cpu: list[list[str]],
     hot: list[str],
     peer_failures: list[str],
+    section: str | None = None,
 ) -> str:
+    """The whole report (``section`` None), or one protocol's section of it."""
     facts: dict[str, str] = raw["machine"]
     versions: dict[str, str] = raw["versions"]
     smoke: bool = raw["smoke"]
+    proto = raw.get("protocol", "ws")
+    h2 = "##" if section is None else "###"
     when = dt.datetime.fromisoformat(raw["date"]).strftime("%Y-%m-%d %H:%M UTC")
+    title = (
+        "# tether benchmarks" + (" (smoke run: not meaningful numbers)" if smoke else "")
+        if section is None
+        else f"## {section}"
+    )
+    generator = []
+    if proto == "socketio":
+        generator = [
+            "- load generator: `bench/sio/loadgen.js`, one Node process of socket.io-client "
+            "sockets (WebSocket transport only, no compression offered, no reconnection); "
+            "python-socketio is `AsyncServer` on aiohttp's web server"
+        ]
     lines = [
-        "# tether benchmarks" + (" (smoke run: not meaningful numbers)" if smoke else ""),
+        title,
         "",
         f"- date: {when}",
         f"- machine: {facts['nproc']} cores ({facts['cpu']}), {facts['memory']}, "
@@ -761,15 +1016,16 @@ def markdown_report(
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"- median of {raw['runs']} run(s) per cell; server pinned to core 0, load generator "
         "to core 1",
+        *generator,
         "- all Python servers on uvloop; compression off everywhere; reproduce with "
-        "`bash bench/run.sh`; raw runs in `bench/out/results.json`",
+        f"`bash bench/run.sh`; raw runs in `bench/out/{results_path(proto, smoke).name}`",
         "",
         "Ratios are tether / peer: above 1.00x is better for tether where higher is better, "
         "below 1.00x is better where lower is better (latency, memory).",
         "",
         render_table(rows, markdown=True),
         "",
-        "## Per server CPU-second",
+        f"{h2} Per server CPU-second",
         "",
         "The same rates divided by the server's own CPU use in the same run (user + system, "
         "from /proc/PID/stat): what the work costs. This holds up better than the raw rate "
@@ -777,7 +1033,7 @@ def markdown_report(
         "",
         render_table(eff, markdown=True),
         "",
-        "## Scenarios",
+        f"{h2} Scenarios",
         "",
     ]
     for sc in scenarios:
@@ -786,7 +1042,7 @@ def markdown_report(
         lines.append(f"- **{sc.name}**: {sc.title}.{note} (`{params}`)")
     lines += [
         "",
-        "## CPU use",
+        f"{h2} CPU use",
         "",
         "Load generator CPU (max over runs; `!` marks >= 90%, where it may be the bottleneck) "
         "and server CPU (median), in % of one core, over the measurement window.",
@@ -800,7 +1056,7 @@ def markdown_report(
         else "The generator stayed below 90% of its core in every scenario."
     )
     if peer_failures:
-        lines += ["", "## Peer failures", ""] + [f"- {f}" for f in peer_failures]
+        lines += ["", f"{h2} Peer failures", ""] + [f"- {f}" for f in peer_failures]
     lines += [
         "",
         "Numbers come from a shared 2-core machine: other work may have run at the same time.",
@@ -825,7 +1081,7 @@ def profile(args: argparse.Namespace) -> int:
     ctx.logs.mkdir(parents=True, exist_ok=True)
     scenario = SCENARIOS[args.profile_scenario]
     duration = float(scenario.params.get("duration", 5)) + float(scenario.params.get("warmup", 0))
-    server = SERVERS[args.profile_server]
+    server = SERVERS[args.profile_server or PROTOCOLS[scenario.protocol][0]]
     if not server.python_module:
         print(f"bench: {server.name} is not a Python server", file=sys.stderr)
         return 2
@@ -931,7 +1187,9 @@ def main() -> int:
     parser.add_argument("--from-json", help="re-render the report from a results JSON file")
     parser.add_argument("--profile", action="store_true", help="py-spy the tether server")
     parser.add_argument("--profile-scenario", default="echo-100")
-    parser.add_argument("--profile-server", default=SUBJECT)
+    parser.add_argument(
+        "--profile-server", help="default: the tether server of the scenario's protocol"
+    )
     parser.add_argument("--profile-top", type=int, default=25)
     args = parser.parse_args()
     for name in args.scenarios or []:

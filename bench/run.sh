@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks: tether against websockets, aiohttp, picows (all on uvloop) and
-# Node ws, driven by a C load generator.
+# Node ws, driven by a C load generator; tether's Socket.IO hub against python-socketio and
+# the Node socket.io server, driven by a Node socket.io-client generator.
 #
 #   bash bench/run.sh              full run (median of 3), writes bench/RESULTS.md
 #   bash bench/run.sh --smoke      ~1 minute, tiny counts, one run, writes bench/out/
 #   bash bench/run.sh --profile    py-spy on the tether server under the echo-100 load
 #   bash bench/run.sh --scenarios echo-1,broadcast --servers tether,websockets
+#   bash bench/run.sh --scenarios sio-echo-1,sio-echo-100,sio-broadcast,sio-idle
 #
 # Sets up (idempotent, quick when already done): bench/.venv with the peers and tether
-# (editable), bench/node/node_modules with ws, bench/out/loadgen, a self-signed certificate.
+# (editable), bench/node/node_modules with ws and socket.io, bench/sio/node_modules with
+# socket.io-client (from its lockfile), bench/out/loadgen, a self-signed certificate.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,20 +55,29 @@ for arg in "$@"; do
     fi
 done
 
-# --- Node: ws ---------------------------------------------------------------------------
+# --- Node: ws and socket.io (servers), socket.io-client (the Socket.IO generator) ------
 if command -v npm >/dev/null 2>&1; then
     node_want="$(sha256sum "$BENCH/node/package.json" | cut -d' ' -f1)"
     if [ "$(cat "$BENCH/node/node_modules/.bench-stamp" 2>/dev/null || true)" != "$node_want" ]; then
-        log "installing ws into bench/node"
-        # ws is pinned exactly and has no dependencies: no lockfile (see node/.npmrc)
+        log "installing ws and socket.io into bench/node"
+        # the servers are pinned exactly in package.json; no lockfile (see node/.npmrc)
         if (cd "$BENCH/node" && npm install --no-audit --no-fund --silent); then
             echo "$node_want" >"$BENCH/node/node_modules/.bench-stamp"
         else
-            log "npm install failed: ws (Node) will be skipped"
+            log "npm install failed: ws (Node) and socket.io (Node) will be skipped"
+        fi
+    fi
+    sio_want="$(cat "$BENCH/sio/package.json" "$BENCH/sio/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$BENCH/sio/node_modules/.bench-stamp" 2>/dev/null || true)" != "$sio_want" ]; then
+        log "installing socket.io-client into bench/sio"
+        if (cd "$BENCH/sio" && npm ci --no-audit --no-fund --silent); then
+            echo "$sio_want" >"$BENCH/sio/node_modules/.bench-stamp"
+        else
+            log "npm ci failed in bench/sio: the Socket.IO scenarios will be skipped"
         fi
     fi
 else
-    log "npm not found: ws (Node) will be skipped"
+    log "npm not found: ws (Node), socket.io (Node) and the Socket.IO scenarios will be skipped"
 fi
 
 # --- the load generator -----------------------------------------------------------------
