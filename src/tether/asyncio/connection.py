@@ -488,6 +488,24 @@ class WebSocket(asyncio.Protocol):
         self._send_one(message, compress)
         return not self._writing_paused
 
+    def write_frame(self, frame: bytes) -> None:
+        """Write an already encoded, unmasked, uncompressed server frame as is.
+
+        For broadcasts that encode a message once for many connections (see
+        :func:`broadcast`); the caller checks :attr:`writable` for backpressure.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            InvalidState: a client connection (it must mask), or a fragmented send is
+                in progress.
+        """
+        conn = self.conn
+        if conn.state is not State.OPEN or conn.close_sent is not None:
+            self._raise_not_open()
+        if conn._is_client or conn._send_opcode:
+            raise InvalidState("cannot write a shared frame on this connection now")
+        self.transport.write(frame)  # type: ignore[union-attr]
+
     @property
     def writable(self) -> bool:
         """Whether the outgoing buffer is under the high-water mark."""

@@ -170,6 +170,27 @@ class Session:
         except ConnectionClosed:
             self.close("transport close", notify=False)
 
+    def can_write_directly(self) -> bool:
+        """Whether a pre-encoded frame may be written now (WebSocket, nothing waiting)."""
+        ws = self.ws
+        return (
+            isinstance(ws, WebSocket)  # not the ASGI adapter's WebSocket
+            and self.state is SessionState.OPEN
+            and not self._upgrading
+            and not self._backlog
+            and ws.writable
+        )
+
+    def write_wire(self, wire: bytes) -> None:
+        """Write the bytes of an already encoded WebSocket frame (see
+        :meth:`can_write_directly`); broadcasts share one encoding between sessions."""
+        ws = self.ws
+        assert ws is not None
+        try:
+            ws.write_frame(wire)
+        except ConnectionClosed:
+            self.close("transport close", notify=False)
+
     def _push_backlog(self, frame: str | bytes) -> None:
         if len(self._backlog) >= self.engine.max_buffered_packets:
             self.engine.slow_consumer_closes += 1

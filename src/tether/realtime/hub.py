@@ -30,6 +30,7 @@ from typing import Any
 from ..asyncio.server import Server, serve
 from ..broker.base import Broker, Envelope
 from ..broker.memory import MemoryBroker
+from ..protocol.connection import encode_server_frame
 from ..engine.server import EngineServer, Session
 from ..exceptions import AckTimeout, TetherError
 from ..protocol.handshake import Request, Response
@@ -554,15 +555,21 @@ class Namespace:
             text = pieces[0]
             assert isinstance(text, str)
             frame = "4" + text
+            wire: bytes | None = None
             for socket in targets:
                 client = socket.client
                 if volatile and not client.writable():
                     continue
                 session = client.session
-                if session.ws is not None:
-                    session.send_frame(frame)
-                else:
+                if session.ws is None:
                     session.send(text)
+                elif session.can_write_directly():
+                    # The WebSocket frame is encoded once and its bytes shared.
+                    if wire is None:
+                        wire = encode_server_frame(frame)
+                    session.write_wire(wire)
+                else:
+                    session.send_frame(frame)
         else:
             for socket in targets:
                 socket._send(pieces, volatile)
