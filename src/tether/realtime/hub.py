@@ -30,9 +30,9 @@ from typing import Any
 from ..asyncio.server import Server, serve
 from ..broker.base import Broker, Envelope
 from ..broker.memory import MemoryBroker
-from ..protocol.connection import encode_server_frame
 from ..engine.server import EngineServer, Session
 from ..exceptions import AckTimeout, TetherError
+from ..protocol.connection import encode_server_frame
 from ..protocol.handshake import Request, Response
 from .packets import Decoder, Packet, PacketError, PacketType, encode, encode_ack, encode_event
 
