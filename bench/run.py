@@ -562,6 +562,7 @@ def machine_facts(python: str) -> dict[str, str]:
             if line.startswith("MemTotal:"):
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     return {
+        "commit": tether_commit(),
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "kernel": platform.release(),
@@ -569,6 +570,20 @@ def machine_facts(python: str) -> dict[str, str]:
         "python": py_v.strip(),
         "node": node_v.strip() or "not found",
     }
+
+
+def tether_commit() -> str:
+    """The commit measured, and whether src/ had uncommitted changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not head:
+        return "unknown"
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return head + (" + uncommitted changes in src/" if dirty else "")
 
 
 # ---------------------------------------------------------------------------------------
@@ -1011,6 +1026,7 @@ def markdown_report(
         f"- machine: {facts['nproc']} cores ({facts['cpu']}), {facts['memory']}, "
         f"Linux {facts['kernel']}",
         f"- Python {facts['python']}, Node {facts['node']}",
+        *([f"- tether at commit {facts['commit']}"] if "commit" in facts else []),
         f"- load average (1 min): {facts.get('load', '?')} (the benchmark itself adds about 2; "
         "more than that is other work sharing the machine)",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
