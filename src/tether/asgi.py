@@ -73,6 +73,10 @@ class _ASGIWebSocket:
             self._below.clear()
         return self.writable
 
+    async def send(self, data: str | bytes, *, compress: bool | None = None) -> None:
+        self.send_nowait(data)
+        await self.drain()
+
     async def drain(self) -> None:
         await self._below.wait()
         if self._closed is not None:

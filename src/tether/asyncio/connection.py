@@ -80,6 +80,8 @@ class WebSocket(asyncio.Protocol):
         "_abnormal",
         "_close_timer",
         "_closed",
+        "_cork",
+        "_cork_size",
         "_direct",
         "_drain_waiter",
         "_keepalive",
@@ -141,6 +143,8 @@ class WebSocket(asyncio.Protocol):
         self.on_open: Callable[[], Any] | None = None
         self._on_message: Callable[[Data], Any] | None = None
         self._direct: Callable[[Data], Any] | None = None
+        self._cork: list[bytes] | None = None
+        self._cork_size = 0
         self.on_error: Callable[[BaseException], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
         self.transport: asyncio.Transport | None = None
@@ -218,7 +222,7 @@ class WebSocket(asyncio.Protocol):
         transport = self.transport
         if transport is None or (transport.is_closing() and self._closed.done()):
             return 0
-        return transport.get_write_buffer_size()
+        return transport.get_write_buffer_size() + self._cork_size
 
     @property
     def close_code(self) -> int | None:
@@ -303,7 +307,7 @@ class WebSocket(asyncio.Protocol):
                 self.transport.pause_reading()  # type: ignore[union-attr]
         out = conn.data_to_send()
         if out:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[union-attr]
+            self._write(b"".join(out) if len(out) > 1 else out[0])
         if conn.pending_failure is not None:
             if self._direct is not None or not self._messages:
                 self._apply_failure()
@@ -329,7 +333,7 @@ class WebSocket(asyncio.Protocol):
         conn.apply_pending_failure()
         out = conn.data_to_send()
         if out and self.transport is not None:
-            self.transport.write(b"".join(out))
+            self._write(b"".join(out))
         self._after_close_step()
 
     def _after_close_step(self) -> None:
@@ -352,6 +356,8 @@ class WebSocket(asyncio.Protocol):
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cork = None
+        self._cork_size = 0
         if not self.conn.eof_received:
             self.conn.receive_eof()
         if exc is not None and self._abnormal is None and self.conn.close_rcvd is None:
@@ -486,7 +492,7 @@ class WebSocket(asyncio.Protocol):
             ConnectionClosed: the connection is closed or closing.
         """
         self._send_one(message, compress)
-        return not self._writing_paused
+        return self.writable
 
     def write_frame(self, frame: bytes) -> None:
         """Write an already encoded, unmasked, uncompressed server frame as is.
@@ -504,12 +510,44 @@ class WebSocket(asyncio.Protocol):
             self._raise_not_open()
         if conn._is_client or conn._send_opcode:
             raise InvalidState("cannot write a shared frame on this connection now")
-        self.transport.write(frame)  # type: ignore[union-attr]
+        self._write_later(frame)
 
     @property
     def writable(self) -> bool:
         """Whether the outgoing buffer is under the high-water mark."""
-        return not self._writing_paused
+        return not self._writing_paused and self._cork_size < self.write_limit
+
+    def _write(self, data: bytes) -> None:
+        """Write now, after whatever :meth:`_write_later` still holds (order is kept)."""
+        if self._cork is not None:
+            self._flush_cork()
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def _write_later(self, data: bytes) -> None:
+        """Write at the end of this event-loop turn, joined with the turn's other frames.
+
+        A burst of frames for one connection (a broadcast loop, an engine flush) then
+        costs one system call instead of one per frame. Bounded: callers check
+        :attr:`writable`, which counts these bytes.
+        """
+        cork = self._cork
+        if cork is None:
+            self._cork = [data]
+            self._cork_size = len(data)
+            self._loop.call_soon(self._flush_cork)
+        else:
+            cork.append(data)
+            self._cork_size += len(data)
+
+    def _flush_cork(self) -> None:
+        cork = self._cork
+        if cork is None:
+            return
+        self._cork = None
+        self._cork_size = 0
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
 
     async def drain(self) -> None:
         """Wait until the outgoing buffer is under the high-water mark.
@@ -526,7 +564,7 @@ class WebSocket(asyncio.Protocol):
         except InvalidState:
             self._raise_not_open()
             raise
-        self.transport.write(frame)  # type: ignore[union-attr]
+        self._write(frame)
 
     async def _send_fragments(
         self, fragments: AsyncIterable[Data] | Iterable[Data], compress: bool | None
@@ -563,7 +601,7 @@ class WebSocket(asyncio.Protocol):
                     self._raise_not_open()
                 self.conn.send_fragment(current, fin=following is None, compress=compress)
                 for data in self.conn.data_to_send():
-                    self.transport.write(data)  # type: ignore[union-attr]
+                    self._write(data)
                 if self._writing_paused:
                     await self._drain()
                 current = following
@@ -599,7 +637,7 @@ class WebSocket(asyncio.Protocol):
         self._pings[payload] = (fut, time.perf_counter())
         self.conn.send_ping(payload)
         for out in self.conn.data_to_send():
-            self.transport.write(out)  # type: ignore[union-attr]
+            self._write(out)
         return await fut
 
     async def pong(self, data: bytes = b"") -> None:
@@ -612,7 +650,7 @@ class WebSocket(asyncio.Protocol):
             self._raise_not_open()
         self.conn.send_pong(data)
         for out in self.conn.data_to_send():
-            self.transport.write(out)  # type: ignore[union-attr]
+            self._write(out)
 
     def _on_pong(self, payload: bytes) -> None:
         if payload not in self._pings:
@@ -646,7 +684,7 @@ class WebSocket(asyncio.Protocol):
             self._pings[payload] = (fut, time.perf_counter())
             self.conn.send_ping(payload)
             for out in self.conn.data_to_send():
-                self.transport.write(out)  # type: ignore[union-attr]
+                self._write(out)
             if self.ping_timeout is not None and self.ping_timeout > 0:
                 self._ping_deadline = self._loop.call_later(
                     self.ping_timeout, self._keepalive_timeout
@@ -661,7 +699,7 @@ class WebSocket(asyncio.Protocol):
         self._abnormal = ConnectionClosedError(1011, "keepalive ping timeout")
         self.conn.send_close(1011, "keepalive ping timeout")
         for out in self.conn.data_to_send():
-            self.transport.write(out)  # type: ignore[union-attr]
+            self._write(out)
         # The peer is unresponsive: do not wait for its close frame.
         if self.transport is not None:
             self.transport.close()
@@ -685,7 +723,7 @@ class WebSocket(asyncio.Protocol):
         if conn.state is State.OPEN:
             conn.send_close(code, reason)
             for out in conn.data_to_send():
-                self.transport.write(out)
+                self._write(out)
             self._after_close_step()
         else:
             # validate arguments all the same: misuse raises at once
@@ -800,17 +838,17 @@ def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
         conn = ws.conn
         if conn.state is not State.OPEN or conn.close_sent is not None or ws.transport is None:
             continue
-        if ws._writing_paused or conn._send_opcode:
+        if not ws.writable or conn._send_opcode:
             ws.messages_dropped += 1
             continue
         if conn._is_client:
             conn.send_message(message, compress=False)
             for out in conn.data_to_send():
-                ws.transport.write(out)
+                ws._write(out)
         else:
             if frame is None:
                 frame = encode_server_frame(message)
-            ws.transport.write(frame)
+            ws._write_later(frame)  # a burst of broadcasts leaves in one write
         sent += 1
     return sent
 

@@ -101,6 +101,7 @@ class Session:
         "_drainer",
         "_ping_timer",
         "_poll",
+        "_probed",
         "_queue",
         "_upgrading",
         "closed_reason",
@@ -132,6 +133,7 @@ class Session:
         self._drainer: asyncio.Task[None] | None = None
         self._upgrading = False
         self._close_pending = False
+        self._probed = False
 
     # ----------------------------------------------------------------- sending
 
@@ -576,7 +578,7 @@ class EngineServer:
             # Two concurrent GETs: the reference server fails the session.
             session.close("transport error", drain=False)
             return self._error(request, BAD_REQUEST)
-        if not session._queue and session.state is SessionState.OPEN:
+        if not session._queue and session.state is SessionState.OPEN and not session._probed:
             fut = session._poll = asyncio.get_running_loop().create_future()
             try:
                 await fut
@@ -650,8 +652,10 @@ class EngineServer:
                 while True:
                     packet = decode_packet(await ws.recv())
                     if packet.type is PacketType.PING and packet.data == "probe":
-                        ws.send_nowait("3probe", compress=False)
-                        # Release the pending GET so the client can pause polling.
+                        await ws.send("3probe", compress=False)  # now, before the noop
+                        # Release the pending GET so the client can pause polling; any GET
+                        # until the upgrade completes is answered at once (see _poll).
+                        session._probed = True
                         session._enqueue(_NOOP)
                     elif packet.type is PacketType.UPGRADE:
                         break
@@ -663,6 +667,7 @@ class EngineServer:
             logger.info("session %s: upgrade failed: %r", session.sid, exc)
             session.ws = None
             session._upgrading = False
+            session._probed = False
             await ws.close(1002 if isinstance(exc, PacketError) else 1000)
             return False
         if session.state is not SessionState.OPEN:
@@ -682,6 +687,26 @@ class EngineServer:
         return True
 
     async def _read_websocket(self, session: Session, ws: WebSocket) -> None:
+        if isinstance(ws, WebSocket):
+            # Direct delivery: each message is handled inside data_received, with no
+            # queue and no task switch; reading pauses while the outgoing buffer is full.
+            def on_message(message: str | bytes) -> None:
+                if session.state is not SessionState.OPEN:
+                    return
+                try:
+                    packet = decode_packet(message)
+                except PacketError:
+                    session.close("parse error", drain=False)
+                    return
+                session._on_packet(packet)
+
+            try:
+                ws.on_message = on_message
+                await ws.wait_closed()
+            finally:
+                if session.ws is ws:
+                    session.close("transport close", send_close=False)
+            return
         try:
             async for message in ws:
                 try:

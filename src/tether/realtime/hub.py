@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -640,6 +640,7 @@ class _Client:
             hub.connect_timeout, self._connect_timeout
         )
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.loop = asyncio.get_running_loop()
 
     def writable(self) -> bool:
         session = self.session
@@ -656,8 +657,8 @@ class _Client:
             )
             self.session.close("connect timeout")
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -713,7 +714,9 @@ class _Client:
         except Exception:
             logger.exception("error in handler for %r", event)
             return
-        if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            self._spawn(result if ack_id is None else self._finish(socket, result, ack_id))
+        elif inspect.isawaitable(result):
             self._spawn(self._finish(socket, result, ack_id))
         elif ack_id is not None:
             socket._send(encode_ack(ns.name, ack_id, _ack_value(result)))
