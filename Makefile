@@ -36,7 +36,7 @@ pytest: install node-deps
 	# the pure-Python twins of the compiled accelerator, on the protocol core
 	TETHER_PURE_PYTHON=1 $(VPY) -m pytest -q -p no:cacheprovider tests/protocol
 
-test: install node-deps lint typecheck pytest conformance-quick
+test: install node-deps lint typecheck pytest conformance-quick bench-smoke
 
 conformance: install
 	bash compliance/run.sh all
