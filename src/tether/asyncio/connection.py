@@ -730,11 +730,14 @@ class WebSocket(asyncio.Protocol):
             from ..protocol.frames import serialize_close
 
             serialize_close(code, reason)
+        if self._closed.done():
+            return
+        # Bounded by close_timeout: a timer aborts the TCP connection (no extra task).
+        deadline = self._loop.call_later(self.close_timeout, self._abort)
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed), self.close_timeout)
-        except TimeoutError:
-            self._abort()
             await asyncio.shield(self._closed)
+        finally:
+            deadline.cancel()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""

@@ -109,7 +109,23 @@ class _HTTPProtocol(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        task = asyncio.ensure_future(self._handle(request))
+        check = self.server.process_request
+        if is_upgrade_request(request) and (
+            check is None or not inspect.iscoroutinefunction(check)
+        ):
+            # Fast path: an upgrade with no async hook completes right here, with no task.
+            try:
+                result = check(request) if check is not None else None
+            except Exception:
+                logger.exception("error in process_request")
+                result = Response.text(500, "internal server error")
+            if not inspect.isawaitable(result):
+                self.busy = False
+                self._accept(request, result)
+                return
+            task = asyncio.ensure_future(self._finish_upgrade(request, result))
+        else:
+            task = asyncio.ensure_future(self._handle(request))
         self.server._tasks.add(task)
         task.add_done_callback(self.server._tasks.discard)
 
@@ -154,22 +170,40 @@ class _HTTPProtocol(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
 
-    async def _upgrade(self, request: Request) -> None:
-        server = self.server
-        transport = self.transport
-        assert transport is not None
-        if server.process_request is not None:
+    async def _finish_upgrade(self, request: Request, pending: Awaitable[Response | None]) -> None:
+        try:
             try:
-                result = server.process_request(request)
-                if inspect.isawaitable(result):
-                    result = await result
+                result = await pending
             except Exception:
                 logger.exception("error in process_request")
                 result = Response.text(500, "internal server error")
-            if result is not None:
-                assert isinstance(result, Response)
-                self._respond(result, close=True)
-                return
+        finally:
+            self.busy = False
+        self._accept(request, result)
+
+    async def _upgrade(self, request: Request) -> None:
+        result: Response | None = None
+        if self.server.process_request is not None:
+            try:
+                outcome = self.server.process_request(request)
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
+                result = outcome
+            except Exception:
+                logger.exception("error in process_request")
+                result = Response.text(500, "internal server error")
+        self._accept(request, result)
+
+    def _accept(self, request: Request, result: Response | None) -> None:
+        """Answer an upgrade request: the hook's response, an error, or 101 and the handler."""
+        server = self.server
+        transport = self.transport
+        if transport is None:
+            return
+        if result is not None:
+            assert isinstance(result, Response)
+            self._respond(result, close=True)
+            return
         try:
             accepted = server_accept(
                 request,
