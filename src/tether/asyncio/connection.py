@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
 from ..exceptions import (
@@ -33,6 +33,7 @@ from ..exceptions import (
 )
 from ..protocol.connection import Connection, State
 from ..protocol.events import BinaryMessage, CloseReceived, Pong, TextMessage
+from ..protocol.frames import serialize_close
 from ..protocol.handshake import Request, Response
 
 __all__ = ["Data", "WebSocket", "broadcast"]
@@ -84,6 +85,7 @@ class WebSocket(asyncio.Protocol):
         "_cork_size",
         "_direct",
         "_drain_waiter",
+        "_held",
         "_keepalive",
         "_log",
         "_loop",
@@ -144,6 +146,7 @@ class WebSocket(asyncio.Protocol):
         self._on_message: Callable[[Data], Any] | None = None
         self._direct: Callable[[Data], Any] | None = None
         self._cork: list[bytes] | None = None
+        self._held = False  # reading held by the layer above (see hold_reading)
         self._cork_size = 0
         self.on_error: Callable[[BaseException], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
@@ -383,6 +386,18 @@ class WebSocket(asyncio.Protocol):
         self.log.debug("closed: code %s", self.conn.close_code)
         self._fire("on_close", self.conn.close_code, self.conn.close_reason)
 
+    def hold_reading(self, held: bool) -> None:
+        """Stop (True) or allow again (False) reading from the socket, for a layer above
+        that has too much work queued; the connection's own flow control still applies."""
+        self._held = held
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if held:
+            transport.pause_reading()
+        elif not self._reading_paused:
+            transport.resume_reading()
+
     def pause_writing(self) -> None:
         self._writing_paused = True
 
@@ -390,7 +405,7 @@ class WebSocket(asyncio.Protocol):
         self._writing_paused = False
         if self._direct is not None and self._reading_paused:
             self._reading_paused = False
-            if self.transport is not None and not self.transport.is_closing():
+            if not self._held and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
         waiter = self._drain_waiter
         if waiter is not None:
@@ -428,7 +443,7 @@ class WebSocket(asyncio.Protocol):
         message = messages.pop(0)
         if self._reading_paused and len(messages) <= self.max_queue // 4:
             self._reading_paused = False
-            if self.transport is not None and not self.transport.is_closing():
+            if not self._held and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
         return message
 
@@ -727,8 +742,6 @@ class WebSocket(asyncio.Protocol):
             self._after_close_step()
         else:
             # validate arguments all the same: misuse raises at once
-            from ..protocol.frames import serialize_close
-
             serialize_close(code, reason)
         if self._closed.done():
             return
@@ -854,7 +867,3 @@ def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
             ws._write_later(frame)  # a burst of broadcasts leaves in one write
         sent += 1
     return sent
-
-
-async def _await_all(aws: Iterable[Awaitable[Any]]) -> None:
-    await asyncio.gather(*aws, return_exceptions=True)

@@ -149,7 +149,7 @@ class Session:
             try:
                 ws.send_nowait(data if isinstance(data, bytes) else "4" + data, compress=False)
             except ConnectionClosed:
-                self.close("transport close", notify=False)
+                self.close("transport close")
             return
         self._enqueue(Packet(PacketType.MESSAGE, data))
 
@@ -170,7 +170,7 @@ class Session:
         try:
             ws.send_nowait(frame, compress=False)
         except ConnectionClosed:
-            self.close("transport close", notify=False)
+            self.close("transport close")
 
     def can_write_directly(self) -> bool:
         """Whether a pre-encoded frame may be written now (WebSocket, nothing waiting)."""
@@ -191,7 +191,7 @@ class Session:
         try:
             ws.write_frame(wire)
         except ConnectionClosed:
-            self.close("transport close", notify=False)
+            self.close("transport close")
 
     def _push_backlog(self, frame: str | bytes) -> None:
         if len(self._backlog) >= self.engine.max_buffered_packets:
@@ -250,7 +250,7 @@ class Session:
             try:
                 ws.send_nowait(encode_packet(packet, binary_supported=True), compress=False)
             except ConnectionClosed:
-                self.close("transport close", notify=False)
+                self.close("transport close")
         else:
             self._enqueue(packet)
 
@@ -304,7 +304,6 @@ class Session:
         reason: str = "forced close",
         *,
         send_close: bool = True,
-        notify: bool = True,
         drain: bool = True,
     ) -> None:
         """Close the session; the handler's ``on_close`` gets ``reason``.
@@ -312,7 +311,6 @@ class Session:
         Args:
             reason: the disconnect reason.
             send_close: send the close packet to a polling client.
-            notify: unused, kept for symmetry with transport-level closes.
             drain: a server-initiated close (the default): what is queued is delivered
                 first and, on polling without a GET waiting, the session lingers until
                 the next GET takes the close packet (at most pingInterval +

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..asyncio.connection import WebSocket
 from ..asyncio.server import Server, serve
 from ..broker.base import Broker, Envelope
 from ..broker.memory import MemoryBroker
@@ -640,6 +641,7 @@ class _Client:
             hub.connect_timeout, self._connect_timeout
         )
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.held = False
         self.loop = asyncio.get_running_loop()
 
     def writable(self) -> bool:
@@ -661,9 +663,27 @@ class _Client:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
+        limit = self.hub.max_pending_handlers
+        if len(self.tasks) >= limit and not self.held:
+            # Bounded: a client whose events outrun their handlers is read no further
+            # (WebSocket: TCP pushes back); a polling client past 4x is disconnected.
+            ws = self.session.ws
+            if isinstance(ws, WebSocket):
+                self.held = True
+                ws.hold_reading(True)
+            elif len(self.tasks) >= 4 * limit:
+                logger.warning(
+                    "session %s: %d handlers pending, closing", self.session.sid, len(self.tasks)
+                )
+                self.session.close("transport error", drain=False)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
+        if self.held and len(self.tasks) <= self.hub.max_pending_handlers // 2:
+            self.held = False
+            ws = self.session.ws
+            if isinstance(ws, WebSocket):
+                ws.hold_reading(False)
         if not task.cancelled() and task.exception() is not None:
             logger.error("error in event handler", exc_info=task.exception())
 
@@ -857,6 +877,8 @@ class Hub:
         broker: the broker for multi-node fan-out (in-memory by default).
         max_attachments: the most binary attachments per packet.
         max_buffered_packets: per-session outgoing bound (slow consumers are disconnected).
+        max_pending_handlers: per-client bound on event handlers still running; past it
+            a WebSocket client is not read until half have finished.
         fallback: ``async def(request) -> Response`` for other HTTP paths (static files).
     """
 
@@ -875,6 +897,7 @@ class Hub:
         broker: Broker | None = None,
         max_attachments: int = 10,
         max_buffered_packets: int = 1024,
+        max_pending_handlers: int = 256,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         node_id: str | None = None,
     ) -> None:
@@ -882,6 +905,7 @@ class Hub:
         self.recovery = recovery
         self.broker = broker or MemoryBroker()
         self.max_attachments = max_attachments
+        self.max_pending_handlers = max_pending_handlers
         self.node_id = node_id or secrets.token_hex(6)
         self._offset_prefix = secrets.token_hex(4)
         self.engine = EngineServer(
