@@ -4,6 +4,7 @@ and max_size over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -176,3 +177,40 @@ async def test_malformed_http_gets_400(serve_ws: Any) -> None:
     server = await serve_ws(echo)
     answer = await http_exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_error_response_survives_unread_request_bytes(serve_ws: Any) -> None:
+    # A refused handshake followed by bytes the server never reads (a body, pipelined
+    # requests): the server half-closes and discards them, so the client reads the whole
+    # 403 and a clean EOF rather than a reset.
+    server = await serve_ws(echo, origins=["https://good.example"])
+    request = (
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Origin: https://evil.example\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    sock = socket.socket()
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    received = b""
+    errors: list[str] = []
+    try:
+        async with asyncio.timeout(BOUND):
+            await loop.sock_connect(sock, ("127.0.0.1", server.port))
+            try:
+                await loop.sock_sendall(sock, request + b"x" * (8 * 1024 * 1024))
+            except ConnectionError as exc:
+                errors.append(f"send: {exc!r}")
+            while True:
+                try:
+                    chunk = await loop.sock_recv(sock, 65536)
+                except ConnectionError as exc:
+                    errors.append(f"recv: {exc!r}")
+                    break
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        sock.close()
+    assert received.startswith(b"HTTP/1.1 403")
+    assert errors == []

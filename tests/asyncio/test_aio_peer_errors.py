@@ -4,6 +4,7 @@ on the wire, the cause kept on the exception, and pending operations released.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -127,3 +128,76 @@ async def test_pending_ping_fails_when_the_connection_drops(raw_server: Any) -> 
         assert info.value.code == 1006
         await ws.wait_closed()
         assert ws.close_code == 1006
+
+
+async def _send_then_read_to_the_end(peer: Any, data: bytes) -> tuple[list[Any], list[str]]:
+    """Write ``data`` (as much as the server takes), then read to the end: the events
+    parsed and the errors seen on the way (a reset shows up as ConnectionResetError)."""
+    errors: list[str] = []
+    try:
+        await peer.send(data)
+    except ConnectionError as exc:
+        errors.append(f"send: {exc!r}")
+    events: list[Any] = []
+    async with asyncio.timeout(BOUND):
+        while True:
+            try:
+                chunk = await peer.loop.sock_recv(peer.sock, 65536)
+            except ConnectionError as exc:
+                errors.append(f"recv: {exc!r}")
+                break
+            if not chunk:
+                break
+            peer.parser.receive_data(chunk)
+            events.extend(peer.parser.events_received())
+            peer.parser.data_to_send()
+    return events, errors
+
+
+@pytest.mark.parametrize("size", [256 * 1024, 8 * 1024 * 1024])
+async def test_oversized_message_gets_its_1009_and_no_reset(
+    serve_ws: Any, raw_ws: Any, size: int
+) -> None:
+    # The server fails the connection on the frame header while the rest of the message
+    # is still on its way. Closing the socket then resets the connection (the peer's
+    # send fails, its reads end in ECONNRESET, and what it had not read yet is lost).
+    # The server lingers instead: it half-closes, discards what still arrives, and the
+    # peer reads the close frame and then a clean EOF.
+    server = await serve_ws(lambda ws: ws.wait_closed(), max_size=64 * 1024, compression=None)
+    peer = await raw_ws(server.port)
+    frame = tether.protocol.serialize_frame(Opcode.BINARY, b"x" * size, mask=b"abcd")
+    events, errors = await _send_then_read_to_the_end(peer, frame)
+    assert events == [CloseReceived(1009, "")]
+    assert errors == []
+
+
+async def test_bad_frame_followed_by_more_data_keeps_the_close_frame(
+    serve_ws: Any, raw_ws: Any
+) -> None:
+    # A protocol error, and the peer goes on writing before it reads: the close frame
+    # must still reach it, and the connection must end with a FIN, not a reset.
+    server = await serve_ws(lambda ws: ws.wait_closed(), compression=None)
+    peer = await raw_ws(server.port)
+    bad = b"\x81\x02hi"  # unmasked: 1002
+    more = tether.protocol.serialize_frame(Opcode.TEXT, b"y" * 65536, mask=b"abcd") * 64
+    events, errors = await _send_then_read_to_the_end(peer, bad + more)
+    assert events == [CloseReceived(1002, "")]
+    assert errors == []
+
+
+async def test_websockets_client_sending_an_oversized_message_reads_the_1009(
+    serve_ws: Any,
+) -> None:
+    # The report's case with a real client: 17 MiB against a 16 MiB limit. The server
+    # discards the rest of the message, so the client's send completes (a reset would
+    # break it off) and the client reads the 1009.
+    websockets = pytest.importorskip("websockets")
+    limit = 16 * 1024 * 1024
+    server = await serve_ws(lambda ws: ws.wait_closed(), max_size=limit, compression=None)
+    async with asyncio.timeout(BOUND):
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{server.port}/", max_size=None, compression=None
+        )
+        await ws.send(b"x" * (limit + 1024 * 1024))
+        await ws.wait_closed()
+    assert ws.close_code == 1009

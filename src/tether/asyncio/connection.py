@@ -35,6 +35,7 @@ from ..protocol.connection import Connection, State
 from ..protocol.events import BinaryMessage, CloseReceived, Pong, TextMessage
 from ..protocol.frames import serialize_close
 from ..protocol.handshake import Request, Response
+from .linger import LINGER_TIMEOUT, linger_close
 
 __all__ = ["Data", "WebSocket", "broadcast"]
 
@@ -349,7 +350,15 @@ class WebSocket(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if conn.should_close_transport:
-            transport.close()
+            if conn.failure is not None and not conn.eof_received:
+                # The peer may still be sending (the rest of an oversized message, frames
+                # after a protocol error): closing now would reset the connection and
+                # the peer would lose the close frame that says why. Linger instead.
+                # The application sees the connection closed now, not when the linger ends.
+                linger_close(transport, timeout=min(self.close_timeout, LINGER_TIMEOUT))
+                self.connection_lost(None)
+            else:
+                transport.close()
         elif self._close_timer is None:
             # The client waits for the server to close TCP, but not forever.
             self._close_timer = self._loop.call_later(self.close_timeout, self._abort)
@@ -391,7 +400,7 @@ class WebSocket(asyncio.Protocol):
         that has too much work queued; the connection's own flow control still applies."""
         self._held = held
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._closed.done():
             return
         if held:
             transport.pause_reading()

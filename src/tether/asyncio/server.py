@@ -22,6 +22,7 @@ from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response, is_upgrade_request, server_accept
 from .connection import WebSocket
 from .http import HTTPError, RequestParser
+from .linger import linger_close
 
 __all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
 
@@ -161,8 +162,11 @@ class _HTTPProtocol(asyncio.Protocol):
             response.headers.add("Connection", "close")  # type: ignore[union-attr]
         transport.write(response.serialize())
         if close:
-            transport.close()
+            # Unread request bytes would turn a plain close into a reset that loses
+            # this very response: half-close and discard what still comes.
+            linger_close(transport)
             self._forget()
+            self.transport = None
 
     def _forget(self) -> None:
         self.server._http.discard(self)

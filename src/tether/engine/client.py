@@ -685,8 +685,16 @@ class EngineClient:
             try:
                 await ws.send(str(int(PacketType.UPGRADE)))
             except ConnectionClosed:
+                # The server closed the probe before the switch (it closes the session
+                # during an upgrade, say): the session is still a polling one. Resume
+                # polling: the server's close packet, if any, comes with the next GET.
+                self.upgrade_failed = True
                 await _quiet_close(ws)
-                self._lost("transport error")
+                self._paused = False
+                if self.open:
+                    self._reader = self._spawn(self._poll_loop([]))
+                self._outbox_ready.set()
+                self.log.info("session %s: probe closed before the switch, staying on polling", self.sid)
                 return
             self._ws = ws
             self.transport = "websocket"
