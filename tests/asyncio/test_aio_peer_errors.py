@@ -4,7 +4,6 @@ on the wire, the cause kept on the exception, and pending operations released.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest

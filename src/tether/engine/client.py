@@ -694,7 +694,7 @@ class EngineClient:
                 if self.open:
                     self._reader = self._spawn(self._poll_loop([]))
                 self._outbox_ready.set()
-                self.log.info("session %s: probe closed before the switch, staying on polling", self.sid)
+                self.log.info("session %s: probe closed before the switch: polling", self.sid)
                 return
             self._ws = ws
             self.transport = "websocket"
