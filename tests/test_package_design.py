@@ -67,3 +67,38 @@ def test_top_level_api() -> None:
         assert name in tether.__all__
     assert issubclass(tether.OpenTimeout, TimeoutError)
     assert issubclass(tether.ConnectionClosedOK, tether.TetherError)
+
+
+def test_every_exception_lives_in_the_one_tree() -> None:
+    import tether.exceptions as exceptions
+
+    names: dict[str, str] = {}
+    for info in pkgutil.walk_packages([str(SRC)], "tether."):
+        module = importlib.import_module(info.name)
+        for attr, value in vars(module).items():
+            if not (isinstance(value, type) and issubclass(value, BaseException)):
+                continue
+            if value.__module__ != info.name or attr.startswith("_"):
+                continue
+            assert info.name == "tether.exceptions", f"{info.name}.{attr} is outside exceptions"
+    for attr in exceptions.__all__:
+        cls = getattr(exceptions, attr)
+        assert issubclass(cls, exceptions.TetherError), attr
+        assert attr not in names, f"two exceptions named {attr}"
+        names[attr] = cls.__module__
+        assert attr in (exceptions.__doc__ or ""), f"{attr} is not drawn in the docstring"
+
+
+def test_optional_layers_are_imported_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tether\n"
+        "assert 'tether.realtime' not in sys.modules\n"
+        "assert tether.realtime.Hub.__name__ == 'Hub'\n"
+        "assert tether.engine.EngineServer and tether.broker.MemoryBroker\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

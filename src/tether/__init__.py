@@ -24,11 +24,19 @@ from typing import Any, TypeVar
 from .asyncio import Backoff, Server, WebSocket, broadcast, connect, serve
 from .exceptions import (
     AckTimeout,
+    BufferFull,
     CloseTimeout,
+    ConnectError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    ConnectionRefused,
+    Disconnected,
+    EngineConnectionError,
+    EnginePacketError,
+    HTTPError,
     InvalidHandshake,
+    InvalidInput,
     InvalidRequest,
     InvalidResponse,
     InvalidState,
@@ -36,8 +44,10 @@ from .exceptions import (
     InvalidURI,
     NegotiationError,
     OpenTimeout,
+    PacketError,
     PayloadTooBig,
     ProtocolError,
+    SocketIOPacketError,
     TetherError,
     TimeoutError,
 )
@@ -48,14 +58,22 @@ __version__ = "0.1.0"
 __all__ = [
     "AckTimeout",
     "Backoff",
+    "BufferFull",
     "CloseCode",
     "CloseTimeout",
+    "ConnectError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "ConnectionRefused",
     "DeflateOptions",
+    "Disconnected",
+    "EngineConnectionError",
+    "EnginePacketError",
+    "HTTPError",
     "Headers",
     "InvalidHandshake",
+    "InvalidInput",
     "InvalidRequest",
     "InvalidResponse",
     "InvalidState",
@@ -63,11 +81,13 @@ __all__ = [
     "InvalidURI",
     "NegotiationError",
     "OpenTimeout",
+    "PacketError",
     "PayloadTooBig",
     "ProtocolError",
     "Request",
     "Response",
     "Server",
+    "SocketIOPacketError",
     "State",
     "TetherError",
     "TimeoutError",
@@ -80,6 +100,24 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# The optional layers, imported on first attribute access (``tether.realtime.Hub``), so
+# that a plain WebSocket user never pays for them.
+_LAZY_SUBMODULES = frozenset({"asgi", "broker", "engine", "realtime"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_SUBMODULES)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

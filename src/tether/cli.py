@@ -53,7 +53,7 @@ from typing import Any
 
 from . import __version__, run
 from .asyncio import WebSocket, connect, serve
-from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, OpenTimeout
+from .exceptions import ConnectionClosed, InvalidHandshake, InvalidInput, InvalidURI, OpenTimeout
 
 __all__ = ["main"]
 
@@ -195,10 +195,6 @@ _BINARY_KEY = "$binary"
 _PLAIN_NAME = re.compile(r'[^\s"]\S*')
 
 
-class LineError(ValueError):
-    """A stdin line of ``connect --sio`` that is not ``NAME [JSON]``."""
-
-
 def _binary_out(value: object) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return {_BINARY_KEY: base64.b64encode(bytes(value)).decode("ascii")}
@@ -210,7 +206,7 @@ def _binary_in(obj: dict[str, Any]) -> Any:
         try:
             return base64.b64decode(obj[_BINARY_KEY], validate=True)
         except binascii.Error as exc:
-            raise LineError(f"{_BINARY_KEY} is not base64: {exc}") from None
+            raise InvalidInput(f"{_BINARY_KEY} is not base64: {exc}") from None
     return obj
 
 
@@ -230,7 +226,7 @@ def parse_line(line: str) -> tuple[str, list[Any]] | None:
         ``(name, args)``, or None for a blank line.
 
     Raises:
-        LineError: the name or the JSON value is malformed.
+        InvalidInput: the name or the JSON value is malformed.
     """
     text = line.strip()
     if not text:
@@ -239,24 +235,24 @@ def parse_line(line: str) -> tuple[str, list[Any]] | None:
         try:
             name, end = json.JSONDecoder().raw_decode(text)
         except json.JSONDecodeError as exc:
-            raise LineError(f"the quoted event name is not a JSON string ({exc})") from None
+            raise InvalidInput(f"the quoted event name is not a JSON string ({exc})") from None
         if not isinstance(name, str):
-            raise LineError("the quoted event name is not a JSON string")
+            raise InvalidInput("the quoted event name is not a JSON string")
         rest = text[end:]
         if rest and not rest[0].isspace():
-            raise LineError("expected a space after the quoted event name")
+            raise InvalidInput("expected a space after the quoted event name")
     else:
         name, *more = text.split(None, 1)
         rest = more[0] if more else ""
     if not name:
-        raise LineError("the event name is empty")
+        raise InvalidInput("the event name is empty")
     rest = rest.strip()
     if not rest:
         return name, []
     try:
         value = json.loads(rest, object_hook=_binary_in)
     except json.JSONDecodeError as exc:
-        raise LineError(f"the arguments are not JSON ({exc})") from None
+        raise InvalidInput(f"the arguments are not JSON ({exc})") from None
     return name, value if isinstance(value, list) else [value]
 
 
@@ -316,7 +312,7 @@ async def _connect_sio(
         while (line := await lines.get()) is not None:
             try:
                 parsed = parse_line(line)
-            except LineError as exc:
+            except InvalidInput as exc:
                 _notice(f"invalid line {line!r}: {exc}; expected NAME [JSON]")
                 continue
             if parsed is None:

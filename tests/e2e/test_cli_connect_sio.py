@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tether.cli import LineError, format_event, parse_line
+from tether.cli import format_event, parse_line
+from tether.exceptions import InvalidInput
 from tether.realtime import ConnectionRefused, Hub, Socket
 
 HOST = "127.0.0.1"
@@ -70,7 +71,7 @@ def test_parse_line_errors(line: str) -> None:
     if line == "1 2":
         assert parse_line(line) == ("1", [2])  # a plain name may be digits
         return
-    with pytest.raises(LineError):
+    with pytest.raises(InvalidInput):
         parse_line(line)
 
 

@@ -18,9 +18,9 @@ from tether.engine.packets import (
     PROBE,
     PROTOCOL_VERSION,
     SEPARATOR,
+    EnginePacketError,
     OpenPayload,
     Packet,
-    PacketError,
     PacketType,
     decode_packet,
     decode_payload,
@@ -144,7 +144,7 @@ def test_handshake_ignores_unknown_keys() -> None:
     ],
 )
 def test_handshake_malformed_open_payload(text: str) -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(EnginePacketError):
         OpenPayload.from_json(text)
 
 
@@ -236,9 +236,9 @@ def test_packet_encoding_polling_bytes_body() -> None:
 
 def test_packet_encoding_polling_max_packets() -> None:
     assert len(decode_payload("\x1e".join(["3"] * 5), max_packets=5)) == 5
-    with pytest.raises(PacketError):
+    with pytest.raises(EnginePacketError):
         decode_payload("\x1e".join(["3"] * 6), max_packets=5)
-    with pytest.raises(PacketError):
+    with pytest.raises(EnginePacketError):
         decode_payload("\x1e".join(["3"] * (DEFAULT_MAX_PAYLOAD_PACKETS + 1)))
     with pytest.raises(ValueError):
         decode_payload("3", max_packets=0)
@@ -258,12 +258,12 @@ def test_packet_encoding_polling_max_packets() -> None:
     ],
 )
 def test_packet_encoding_polling_malformed_payload(body: str) -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(EnginePacketError):
         decode_payload(body)
 
 
 def test_packet_encoding_polling_invalid_utf8() -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(EnginePacketError):
         decode_payload(b"4\xff")
 
 
@@ -329,12 +329,12 @@ def test_packet_encoding_websocket_b64_mode() -> None:
     ],
 )
 def test_packet_encoding_malformed_packet(frame: str) -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(EnginePacketError):
         decode_packet(frame)
 
 
 def test_packet_error_is_a_value_error() -> None:
-    assert issubclass(PacketError, ValueError)
+    assert issubclass(EnginePacketError, ValueError)
 
 
 def test_packet_encoding_rejects_binary_outside_message() -> None:
@@ -392,7 +392,7 @@ def test_property_payload_round_trip(packets: list[Packet]) -> None:
 def test_property_decode_packet_raises_only_packet_error(text: str) -> None:
     try:
         packet = decode_packet(text)
-    except PacketError:
+    except EnginePacketError:
         return
     assert isinstance(packet.type, PacketType)
 
@@ -401,6 +401,6 @@ def test_property_decode_packet_raises_only_packet_error(text: str) -> None:
 def test_property_decode_payload_raises_only_packet_error(text: str, max_packets: int) -> None:
     try:
         packets = decode_payload(text, max_packets=max_packets)
-    except PacketError:
+    except EnginePacketError:
         return
     assert 1 <= len(packets) <= max_packets

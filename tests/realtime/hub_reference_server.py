@@ -65,7 +65,7 @@ from typing import Any
 from tether import Request, Response, run
 from tether.engine.server import Session
 from tether.realtime import ConnectionRefused, Hub, Recovery, Socket
-from tether.realtime.packets import Decoder, PacketError
+from tether.realtime.packets import Decoder, SocketIOPacketError
 
 #: Whether the packet being dispatched asked for an acknowledgement.
 _ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -88,7 +88,7 @@ class ReferenceHub(Hub):
         decoder = self._peek.setdefault(session.sid, Decoder())
         try:
             packet = decoder.feed(data)
-        except PacketError:
+        except SocketIOPacketError:
             decoder.reset()
             packet = None
         if packet is None and decoder.awaiting_attachments:

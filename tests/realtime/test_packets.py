@@ -24,8 +24,8 @@ from tether.realtime.packets import (
     RESERVED_EVENTS,
     Decoder,
     Packet,
-    PacketError,
     PacketType,
+    SocketIOPacketError,
     encode,
     encode_ack,
     encode_event,
@@ -410,7 +410,7 @@ def test_test_suite_binary_attachments_and_ack() -> None:
     ],
 )
 def test_test_suite_invalid_format_closes(message: str) -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         Decoder().feed(message)
 
 
@@ -509,7 +509,7 @@ def test_test_suite_invalid_format_closes(message: str) -> None:
     ],
 )
 def test_decoding_malformed_packets(message: str) -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         Decoder().feed(message)
 
 
@@ -562,12 +562,12 @@ def test_decoding_placeholder_rules() -> None:
     for bad in ("-1", "1", '"0"', "true", "0.0", "null"):
         decoder = Decoder()
         assert decoder.feed('51-["a",{"_placeholder":true,"num":' + bad + "}]") is None
-        with pytest.raises(PacketError):
+        with pytest.raises(SocketIOPacketError):
             decoder.feed(b"x")
         assert decoder.awaiting_attachments == 0
     decoder = Decoder()
     decoder.feed('51-["a",{"_placeholder":true}]')
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         decoder.feed(b"x")
     # Not a placeholder: left as is.
     packet = decode_one('51-["a",{"_placeholder":1,"num":0},{"_placeholder":true,"num":0}]', b"x")
@@ -605,7 +605,7 @@ def test_decoding_attachment_state_machine() -> None:
 def test_decoding_text_while_waiting_for_attachments() -> None:
     decoder = Decoder()
     decoder.feed('51-["a",{"_placeholder":true,"num":0}]')
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         decoder.feed('2["b"]')
     # reset after the error
     assert decoder.awaiting_attachments == 0
@@ -613,7 +613,7 @@ def test_decoding_text_while_waiting_for_attachments() -> None:
 
 
 def test_decoding_binary_without_header() -> None:
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         Decoder().feed(b"\x01")
 
 
@@ -622,7 +622,7 @@ def test_decoding_reset_drops_pending_packet() -> None:
     decoder.feed('51-["a",{"_placeholder":true,"num":0}]')
     decoder.reset()
     assert decoder.awaiting_attachments == 0
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         decoder.feed(b"\x01")
 
 
@@ -630,10 +630,10 @@ def test_decoding_max_attachments() -> None:
     assert DEFAULT_MAX_ATTACHMENTS == 10
     decoder = Decoder(max_attachments=2)
     assert decoder.feed('52-["a"]') is None
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         Decoder(max_attachments=2).feed('53-["a"]')
     assert Decoder(max_attachments=0).feed('50-["a"]') == Packet(BINARY_EVENT, "/", ["a"])
-    with pytest.raises(PacketError):
+    with pytest.raises(SocketIOPacketError):
         Decoder(max_attachments=0).feed('51-["a"]')
     with pytest.raises(ValueError):
         Decoder(max_attachments=-1)
@@ -645,7 +645,7 @@ def test_decoding_rejects_other_input_types() -> None:
 
 
 def test_packet_error_is_a_value_error() -> None:
-    assert issubclass(PacketError, ValueError)
+    assert issubclass(SocketIOPacketError, ValueError)
 
 
 # --------------------------------------------------------------------------- properties
@@ -739,7 +739,7 @@ def test_property_decoder_raises_only_packet_error(messages: list[str | bytes]) 
     for message in messages:
         try:
             packet = decoder.feed(message)
-        except PacketError:
+        except SocketIOPacketError:
             assert decoder.awaiting_attachments == 0
             continue
         if packet is not None:
@@ -754,7 +754,7 @@ def test_property_decoder_raises_only_packet_error(messages: list[str | bytes]) 
 def test_property_decoder_on_protocol_alphabet(text: str) -> None:
     try:
         packet = Decoder().feed(text)
-    except PacketError:
+    except SocketIOPacketError:
         return
     if packet is not None and not packet.attachments:
         assert decode_one(*encode(packet)).data == packet.data

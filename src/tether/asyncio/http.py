@@ -6,17 +6,10 @@ import sys
 
 import httptools
 
+from ..exceptions import HTTPError
 from ..protocol.handshake import Headers, Request, Response
 
 __all__ = ["HTTPError", "RequestParser", "ResponseParser"]
-
-
-class HTTPError(Exception):
-    """Malformed or oversized HTTP input. ``status`` is the status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class RequestParser:

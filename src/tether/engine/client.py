@@ -43,14 +43,19 @@ from typing import Any, cast
 from ..asyncio.client import connect as ws_connect
 from ..asyncio.connection import WebSocket
 from ..asyncio.http import HTTPError, ResponseParser
-from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidState, TetherError
+from ..exceptions import (
+    ConnectionClosed,
+    EngineConnectionError,
+    InvalidHandshake,
+    InvalidState,
+)
 from ..protocol.handshake import Headers, Response
 from .packets import (
     PROBE,
     PROTOCOL_VERSION,
+    EnginePacketError,
     OpenPayload,
     Packet,
-    PacketError,
     PacketType,
     decode_packet,
     decode_payload,
@@ -73,18 +78,6 @@ TRANSPORTS = ("polling", "websocket")
 
 MessageHandler = Callable[[str | bytes], Awaitable[None]]
 CloseHandler = Callable[[str], None]
-
-
-class EngineConnectionError(TetherError, ConnectionError):
-    """The Engine.IO session could not be opened, or a transport request failed.
-
-    Attributes:
-        status: the HTTP status when the server answered with an error, else None.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +450,7 @@ class EngineClient:
         _check_body_length(response)
         try:
             packets = decode_payload(response.body)
-        except PacketError as exc:
+        except EnginePacketError as exc:
             raise EngineConnectionError(f"malformed handshake: {exc}") from exc
         if packets[0].type is not PacketType.OPEN or not isinstance(packets[0].data, str):
             raise EngineConnectionError("the handshake did not start with an OPEN packet")
@@ -488,7 +481,7 @@ class EngineClient:
         try:
             message = await ws.recv()
             packet = decode_packet(message)
-        except (ConnectionClosed, PacketError) as exc:
+        except (ConnectionClosed, EnginePacketError) as exc:
             raise EngineConnectionError(f"WebSocket handshake failed: {exc}") from exc
         if packet.type is not PacketType.OPEN or not isinstance(packet.data, str):
             raise EngineConnectionError("the handshake did not start with an OPEN packet")
@@ -499,7 +492,7 @@ class EngineClient:
     def _set_handshake(self, data: str) -> None:
         try:
             self.handshake = OpenPayload.from_json(data)
-        except PacketError as exc:
+        except EnginePacketError as exc:
             raise EngineConnectionError(f"malformed OPEN packet: {exc}") from exc
 
     # ------------------------------------------------------------------ sending
@@ -620,7 +613,7 @@ class EngineClient:
                     await self._handle(packet)
                     if not self.open:
                         return
-        except PacketError as exc:
+        except EnginePacketError as exc:
             self.log.info("session %s: parse error: %s", self.sid, exc)
             self._lost("parse error")
         except EngineConnectionError as exc:
@@ -635,7 +628,7 @@ class EngineClient:
             while self.open:
                 message = await ws.recv()
                 await self._handle(decode_packet(message))
-        except PacketError as exc:
+        except EnginePacketError as exc:
             self.log.info("session %s: parse error: %s", self.sid, exc)
             self._lost("parse error")
         except ConnectionClosed as exc:

@@ -17,7 +17,7 @@ Payload encoding (HTTP long-polling), packets joined by the record separator ``\
     4hello\\x1e2\\x1ebAQIDBA==
 
 Decoding is strict: an empty packet, an unknown type digit, bad base64 or a payload with
-more packets than allowed raise :class:`PacketError`; the session should then close
+more packets than allowed raise :class:`EnginePacketError`; the session should then close
 (the reference server closes with reason "parse error").
 """
 
@@ -30,14 +30,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..exceptions import EnginePacketError
+
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_PACKETS",
     "PROBE",
     "PROTOCOL_VERSION",
     "SEPARATOR",
+    "EnginePacketError",
     "OpenPayload",
     "Packet",
-    "PacketError",
     "PacketType",
     "decode_packet",
     "decode_payload",
@@ -58,12 +60,6 @@ PROBE = "probe"
 #: payload is bounded by the transport (``maxPayload``); this bounds the number of objects
 #: a small body can expand into.
 DEFAULT_MAX_PAYLOAD_PACKETS = 4096
-
-
-# TODO(exceptions): re-root under the tether exception tree (ProtocolError) once the
-# engine layer settles; it stays a ValueError either way.
-class PacketError(ValueError):
-    """Malformed Engine.IO packet or payload received from the peer."""
 
 
 class PacketType(enum.IntEnum):
@@ -152,18 +148,18 @@ def decode_packet(data: str | bytes) -> Packet:
         The packet.
 
     Raises:
-        PacketError: empty text, an unknown type digit or invalid base64.
+        EnginePacketError: empty text, an unknown type digit or invalid base64.
         TypeError: data that is neither str nor bytes-like.
     """
     if isinstance(data, str):
         if not data:
-            raise PacketError("empty packet")
+            raise EnginePacketError("empty packet")
         first = data[0]
         if first == "b":
             return Packet(PacketType.MESSAGE, _decode_base64(data[1:]))
         packet_type = _TYPE_BY_CHAR.get(first)
         if packet_type is None:
-            raise PacketError(f"unknown packet type {first!r}")
+            raise EnginePacketError(f"unknown packet type {first!r}")
         if len(data) > 1:
             return Packet(packet_type, data[1:])
         if packet_type is PacketType.MESSAGE:
@@ -179,7 +175,7 @@ def _decode_base64(text: str) -> bytes:
         # strict_mode: padding is required and nothing may follow it.
         return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
     except (UnicodeEncodeError, binascii.Error) as exc:
-        raise PacketError("invalid base64 in binary packet") from exc
+        raise EnginePacketError("invalid base64 in binary packet") from exc
 
 
 def encode_payload(packets: Iterable[Packet]) -> str:
@@ -222,7 +218,7 @@ def decode_payload(
         The packets, in order.
 
     Raises:
-        PacketError: invalid UTF-8, more than ``max_packets`` packets, or any packet that
+        EnginePacketError: invalid UTF-8, more than ``max_packets`` packets, or any packet that
             :func:`decode_packet` rejects (an empty payload is an empty packet).
         ValueError: ``max_packets`` below 1.
     """
@@ -232,11 +228,11 @@ def decode_payload(
         try:
             payload = bytes(payload).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise PacketError("payload is not valid UTF-8") from exc
+            raise EnginePacketError("payload is not valid UTF-8") from exc
     # maxsplit bounds the work and memory before the count is checked.
     pieces = payload.split(SEPARATOR, max_packets)
     if len(pieces) > max_packets:
-        raise PacketError(f"payload holds more than {max_packets} packets")
+        raise EnginePacketError(f"payload holds more than {max_packets} packets")
     return [decode_packet(piece) for piece in pieces]
 
 
@@ -287,20 +283,20 @@ class OpenPayload:
             The parsed handshake.
 
         Raises:
-            PacketError: not a JSON object, or a field missing or of the wrong type.
+            EnginePacketError: not a JSON object, or a field missing or of the wrong type.
         """
         try:
             value = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise PacketError("open packet data is not valid JSON") from exc
+            raise EnginePacketError("open packet data is not valid JSON") from exc
         if not isinstance(value, dict):
-            raise PacketError("open packet data is not a JSON object")
+            raise EnginePacketError("open packet data is not a JSON object")
         sid = value.get("sid")
         if not isinstance(sid, str) or not sid:
-            raise PacketError("open packet: 'sid' must be a non-empty string")
+            raise EnginePacketError("open packet: 'sid' must be a non-empty string")
         upgrades = value.get("upgrades", [])
         if not isinstance(upgrades, list) or not all(isinstance(u, str) for u in upgrades):
-            raise PacketError("open packet: 'upgrades' must be a list of strings")
+            raise EnginePacketError("open packet: 'upgrades' must be a list of strings")
         max_payload = value.get("maxPayload")
         return cls(
             sid=sid,
@@ -314,5 +310,5 @@ class OpenPayload:
 def _non_negative_int(value: dict[str, Any], key: str) -> int:
     item = value.get(key)
     if type(item) is not int or item < 0:
-        raise PacketError(f"open packet: {key!r} must be a non-negative integer")
+        raise EnginePacketError(f"open packet: {key!r} must be a non-negative integer")
     return item

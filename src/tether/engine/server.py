@@ -27,9 +27,9 @@ from ..asyncio.connection import WebSocket
 from ..exceptions import ConnectionClosed
 from ..protocol.handshake import Request, Response
 from .packets import (
+    EnginePacketError,
     OpenPayload,
     Packet,
-    PacketError,
     PacketType,
     decode_packet,
     decode_payload,
@@ -593,7 +593,7 @@ class EngineServer:
             return Response(413, self._cors(request), b"Payload Too Large")
         try:
             packets = decode_payload(body)
-        except PacketError:
+        except EnginePacketError:
             session.close("parse error", drain=False)
             return self._error(request, BAD_REQUEST)
         for packet in packets:
@@ -660,13 +660,13 @@ class EngineServer:
                     elif packet.type is PacketType.NOOP:
                         continue
                     else:
-                        raise PacketError("unexpected packet during upgrade")
-        except (TimeoutError, PacketError, ConnectionClosed) as exc:
+                        raise EnginePacketError("unexpected packet during upgrade")
+        except (TimeoutError, EnginePacketError, ConnectionClosed) as exc:
             logger.info("session %s: upgrade failed: %r", session.sid, exc)
             session.ws = None
             session._upgrading = False
             session._probed = False
-            await ws.close(1002 if isinstance(exc, PacketError) else 1000)
+            await ws.close(1002 if isinstance(exc, EnginePacketError) else 1000)
             return False
         if session.state is not SessionState.OPEN:
             await ws.close(1000)
@@ -693,7 +693,7 @@ class EngineServer:
                     return
                 try:
                     packet = decode_packet(message)
-                except PacketError:
+                except EnginePacketError:
                     session.close("parse error", drain=False)
                     return
                 session._on_packet(packet)
@@ -709,7 +709,7 @@ class EngineServer:
             async for message in ws:
                 try:
                     packet = decode_packet(message)
-                except PacketError:
+                except EnginePacketError:
                     session.close("parse error", drain=False)
                     break
                 session._on_packet(packet)

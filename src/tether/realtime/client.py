@@ -79,13 +79,19 @@ from typing import Any, TypeVar
 
 from ..asyncio.client import Backoff
 from ..engine.client import TRANSPORTS, EngineClient, EngineConnectionError
-from ..exceptions import AckTimeout, ConnectionClosed, TetherError
+from ..exceptions import (
+    AckTimeout,
+    BufferFull,
+    ConnectError,
+    ConnectionClosed,
+    Disconnected,
+)
 from .packets import (
     RESERVED_EVENTS,
     Decoder,
     Packet,
-    PacketError,
     PacketType,
+    SocketIOPacketError,
     encode,
     encode_ack,
     encode_event,
@@ -112,29 +118,6 @@ _NAMESPACE_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 Auth = dict[str, Any] | Callable[[], dict[str, Any] | Awaitable[dict[str, Any] | None] | None]
-
-
-# TODO(exceptions): move these into tether.exceptions with the rest of the tree.
-class ConnectError(TetherError, ConnectionError):
-    """The connection could not be established, or the server refused a namespace.
-
-    Attributes:
-        namespace: the refused namespace, or None when the server was unreachable.
-        data: the server's CONNECT_ERROR payload (``{"message": ...}``), or None.
-    """
-
-    def __init__(self, message: str, namespace: str | None = None, data: Any = None) -> None:
-        super().__init__(message)
-        self.namespace = namespace
-        self.data = data
-
-
-class Disconnected(TetherError, ConnectionError):
-    """The namespace disconnected while an acknowledgement was awaited."""
-
-
-class BufferFull(TetherError):
-    """The emit buffer of a namespace that is not connected is full (``max_buffered``)."""
 
 
 @dataclass(slots=True)
@@ -843,7 +826,7 @@ class Client:
     async def _on_message(self, data: str | bytes) -> None:
         try:
             packet = self._decoder.feed(data)
-        except PacketError as exc:
+        except SocketIOPacketError as exc:
             logger.warning("malformed packet from the server: %s", exc)
             if self._engine is not None:
                 self._engine.abort("parse error")

@@ -32,10 +32,18 @@ from ..asyncio.server import Server, serve
 from ..broker.base import Broker, Envelope
 from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer, Session
-from ..exceptions import AckTimeout, TetherError
+from ..exceptions import AckTimeout, ConnectionRefused, Disconnected
 from ..protocol.connection import encode_server_frame
 from ..protocol.handshake import Request, Response
-from .packets import Decoder, Packet, PacketError, PacketType, encode, encode_ack, encode_event
+from .packets import (
+    Decoder,
+    Packet,
+    PacketType,
+    SocketIOPacketError,
+    encode,
+    encode_ack,
+    encode_event,
+)
 
 __all__ = [
     "AckTimeout",
@@ -51,20 +59,6 @@ logger = logging.getLogger("tether.realtime")
 
 Handler = Callable[..., Any]
 Middleware = Callable[["Socket", dict[str, Any]], Awaitable[None] | None]
-
-
-class ConnectionRefused(TetherError):
-    """Raise from a middleware to refuse a connection (CONNECT_ERROR to the client).
-
-    Args:
-        message: sent to the client as ``err.message``.
-        data: optional JSON data sent as ``err.data``.
-    """
-
-    def __init__(self, message: str = "Connection rejected by server", data: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.data = data
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +176,7 @@ class Socket:
             ConnectionError: the socket disconnected first.
         """
         if not self.connected:
-            raise ConnectionError("socket is disconnected")
+            raise Disconnected("socket is disconnected")
         self._ack_id += 1
         ack_id = self._ack_id
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
@@ -690,7 +684,7 @@ class _Client:
     def on_message(self, data: str | bytes) -> None:
         try:
             packet = self.decoder.feed(data)
-        except (PacketError, TypeError) as exc:
+        except (SocketIOPacketError, TypeError) as exc:
             logger.info("session %s: invalid packet: %s", self.session.sid, exc)
             self.session.close("parse error", drain=False)
             return
@@ -843,7 +837,7 @@ class _Client:
         ns.sockets.pop(socket.sid, None)
         for fut in socket._acks.values():
             if not fut.done():
-                fut.set_exception(ConnectionError(f"socket disconnected: {reason}"))
+                fut.set_exception(Disconnected(f"socket disconnected: {reason}"))
                 fut.exception()
         for callback in ns._on_disconnect:
             try:

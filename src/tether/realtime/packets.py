@@ -47,6 +47,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..exceptions import SocketIOPacketError
+
 __all__ = [
     "DEFAULT_MAX_ATTACHMENTS",
     "MAX_ACK_ID",
@@ -54,8 +56,8 @@ __all__ = [
     "RESERVED_EVENTS",
     "Decoder",
     "Packet",
-    "PacketError",
     "PacketType",
+    "SocketIOPacketError",
     "encode",
     "encode_ack",
     "encode_event",
@@ -82,12 +84,6 @@ RESERVED_EVENTS: frozenset[str] = frozenset(
         "removeListener",
     }
 )
-
-
-# TODO(exceptions): re-root under the tether exception tree (ProtocolError) once the
-# realtime layer settles; it stays a ValueError either way.
-class PacketError(ValueError):
-    """Malformed Socket.IO packet received from the peer."""
 
 
 class PacketType(enum.IntEnum):
@@ -379,20 +375,20 @@ def _parse(text: str, max_attachments: int) -> Packet:
     """Parse the text form of a packet (header + JSON), without attachments."""
     end = len(text)
     if not end:
-        raise PacketError("empty packet")
+        raise SocketIOPacketError("empty packet")
     ptype = _TYPE_BY_CHAR.get(text[0])
     if ptype is None:
-        raise PacketError(f"unknown packet type {text[0]!r}")
+        raise SocketIOPacketError(f"unknown packet type {text[0]!r}")
     pos = 1
     attachments = 0
     binary = ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK
     if binary:
         match = _DIGITS.match(text, pos)
         if match is None or match.end() >= end or text[match.end()] != "-":
-            raise PacketError("illegal attachments")
+            raise SocketIOPacketError("illegal attachments")
         count = match.group()
         if len(count) > 10 or int(count) > max_attachments:
-            raise PacketError(f"too many attachments (limit {max_attachments})")
+            raise SocketIOPacketError(f"too many attachments (limit {max_attachments})")
         attachments = int(count)
         pos = match.end() + 1
     namespace = "/"
@@ -410,27 +406,27 @@ def _parse(text: str, max_attachments: int) -> Packet:
         if match is not None:
             digits = match.group()
             if ptype is PacketType.CONNECT_ERROR:
-                raise PacketError("CONNECT_ERROR packets carry no ack id")
+                raise SocketIOPacketError("CONNECT_ERROR packets carry no ack id")
             if len(digits) > _MAX_ID_DIGITS or int(digits) > MAX_ACK_ID:
-                raise PacketError("ack id out of range")
+                raise SocketIOPacketError("ack id out of range")
             ack_id = int(digits)
             pos = match.end()
         elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
-            raise PacketError("ACK without an ack id")
+            raise SocketIOPacketError("ACK without an ack id")
     data = None
     if pos < end:
         payload = text[pos:]
         try:
             data = _loads(payload)
         except (ValueError, RecursionError) as exc:
-            raise PacketError("invalid JSON payload") from exc
+            raise SocketIOPacketError("invalid JSON payload") from exc
         if data is None:
             # A JSON null is never a valid payload (and must not pass for "absent").
-            raise PacketError(f"invalid payload for {ptype.name}")
+            raise SocketIOPacketError(f"invalid payload for {ptype.name}")
         if "\\u" in payload and _SURROGATE_ESCAPE.search(payload):
             _check_utf8(data)
     if not _valid_payload(ptype, data):
-        raise PacketError(f"invalid payload for {ptype.name}")
+        raise SocketIOPacketError(f"invalid payload for {ptype.name}")
     return Packet(ptype, namespace, data, ack_id, attachments)
 
 
@@ -439,7 +435,7 @@ def _check_utf8(data: Any) -> None:
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise PacketError("lone UTF-16 surrogate in payload") from exc
+        raise SocketIOPacketError("lone UTF-16 surrogate in payload") from exc
 
 
 def _fill_placeholders(data: list[Any], buffers: list[bytes]) -> None:
@@ -455,7 +451,7 @@ def _fill_placeholders(data: list[Any], buffers: list[bytes]) -> None:
                 if value.get("_placeholder") is True:
                     num = value.get("num")
                     if type(num) is not int or not 0 <= num < count:
-                        raise PacketError("illegal attachment placeholder")
+                        raise SocketIOPacketError("illegal attachment placeholder")
                     node[key] = buffers[num]  # same size: safe while iterating
                 else:
                     stack.append(value)
@@ -468,7 +464,7 @@ class Decoder:
 
     Feed every Engine.IO ``MESSAGE`` payload in order. A BINARY_* header is held until
     its attachments have arrived; then the packet comes out with the bytes in place of
-    the placeholders. After a :class:`PacketError` the decoder is reset; the connection
+    the placeholders. After a :class:`SocketIOPacketError` the decoder is reset; the connection
     should be closed (the reference server closes the Engine.IO session).
 
     Args:
@@ -505,14 +501,14 @@ class Decoder:
             The complete packet, or None while attachments are still expected.
 
         Raises:
-            PacketError: malformed text, a packet that breaks the rules above, bytes when
+            SocketIOPacketError: malformed text, a packet that breaks the rules above, bytes when
                 no attachment is expected, or text while one is.
             TypeError: data that is neither str nor bytes-like.
         """
         if isinstance(data, str):
             if self._pending is not None:
                 self.reset()
-                raise PacketError("text packet while waiting for binary attachments")
+                raise SocketIOPacketError("text packet while waiting for binary attachments")
             packet = _parse(data, self._max_attachments)
             if packet.attachments:
                 self._pending = packet
@@ -521,7 +517,7 @@ class Decoder:
         if isinstance(data, _BINARY_TYPES):
             pending = self._pending
             if pending is None:
-                raise PacketError("binary data while no attachment is expected")
+                raise SocketIOPacketError("binary data while no attachment is expected")
             buffers = self._buffers
             buffers.append(data if type(data) is bytes else bytes(data))
             if len(buffers) < pending.attachments:
