@@ -5,9 +5,9 @@ client above it opens a new session after a loss.
 
 Transports (engine.io-protocol README, "Transports"):
 
-* ``polling``: a small HTTP/1.1 client on ``asyncio.Protocol`` with keep-alive, responses
-  parsed by httptools. Like a browser it keeps two connections: one for the long-polling
-  ``GET`` requests and one for the ``POST`` requests, so a write never waits behind a poll.
+* ``polling``: :class:`~tether.engine.client_polling.PollingTransport`, two keep-alive
+  connections of the asyncio layer's small HTTP/1.1 client (one for the long-polling
+  ``GET`` requests, one for the ``POST`` requests, so a write never waits behind a poll).
 * ``websocket``: :func:`tether.connect`, one Engine.IO packet per frame.
 
 With ``transports=["polling", "websocket"]`` (the default) the session opens on polling and
@@ -35,30 +35,27 @@ import collections
 import contextlib
 import logging
 import ssl as ssl_module
-import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from ..asyncio.client import connect as ws_connect
 from ..asyncio.connection import WebSocket
-from ..asyncio.http import HTTPError, ResponseParser
+from ..asyncio.httpclient import header_list
 from ..exceptions import (
     ConnectionClosed,
     EngineConnectionError,
     InvalidHandshake,
     InvalidState,
 )
-from ..protocol.handshake import Headers, Response
+from .client_polling import PollingTransport
+from .client_url import EngineURL, parse_url
 from .packets import (
     PROBE,
-    PROTOCOL_VERSION,
     EnginePacketError,
     OpenPayload,
     Packet,
     PacketType,
     decode_packet,
-    decode_payload,
     encode_packet,
     encode_payload,
 )
@@ -78,212 +75,6 @@ TRANSPORTS = ("polling", "websocket")
 
 MessageHandler = Callable[[str | bytes], Awaitable[None]]
 CloseHandler = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineURL:
-    """Where the Engine.IO server lives.
-
-    Attributes:
-        secure: https/wss.
-        host: the host name or address.
-        port: the TCP port.
-        path: the Engine.IO path, with a trailing slash (``/socket.io/``).
-        query: extra query parameters from the URL, kept on every request.
-    """
-
-    secure: bool
-    host: str
-    port: int
-    path: str
-    query: tuple[tuple[str, str], ...]
-
-    @property
-    def host_header(self) -> str:
-        """The ``Host`` header value."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port != (443 if self.secure else 80):
-            host = f"{host}:{self.port}"
-        return host
-
-    def target(self, **params: str) -> str:
-        """The request target: path and query (``EIO=4`` first, then ``params``)."""
-        query = [("EIO", str(PROTOCOL_VERSION)), *params.items(), *self.query]
-        return self.path + "?" + urllib.parse.urlencode(query)
-
-    def websocket_uri(self, **params: str) -> str:
-        """The ``ws://`` or ``wss://`` URI of the WebSocket transport."""
-        scheme = "wss" if self.secure else "ws"
-        return f"{scheme}://{self.host_header}{self.target(**params)}"
-
-
-def parse_url(url: str, path: str = "/engine.io/") -> EngineURL:
-    """Parse a server URL (``http``, ``https``, ``ws`` or ``wss``).
-
-    The URL's own query parameters are sent with every request (socket.io-client does the
-    same). Its path, if any other than ``/``, is ignored: ``path`` names the endpoint.
-
-    Raises:
-        ValueError: another scheme, or no host.
-    """
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https", "ws", "wss"):
-        raise ValueError(f"not an http(s):// or ws(s):// URL: {url!r}")
-    if not parsed.hostname:
-        raise ValueError(f"no host in {url!r}")
-    secure = parsed.scheme in ("https", "wss")
-    port = parsed.port or (443 if secure else 80)
-    if not path.startswith("/"):
-        path = "/" + path
-    if not path.endswith("/"):
-        path += "/"
-    query = tuple(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
-    return EngineURL(secure, parsed.hostname, port, path, query)
-
-
-# --------------------------------------------------------------------------- HTTP/1.1
-
-
-class _HTTPProtocol(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection; one request in flight at a time."""
-
-    def __init__(self, max_body_size: int) -> None:
-        self.max_body_size = max_body_size
-        self.transport: asyncio.Transport | None = None
-        self.parser: ResponseParser | None = None
-        self.waiter: asyncio.Future[Response] | None = None
-        self.dead = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport: no isinstance check.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def start(self, request: bytes) -> asyncio.Future[Response]:
-        assert self.transport is not None
-        self.parser = ResponseParser(max_body_size=self.max_body_size)
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return self.waiter
-
-    def data_received(self, data: bytes) -> None:
-        parser, waiter = self.parser, self.waiter
-        if parser is None or waiter is None or waiter.done():
-            # Bytes nobody asked for: the connection is out of step, drop it.
-            self._fail(EngineConnectionError("unexpected data from the HTTP server"))
-            return
-        try:
-            parser.feed(data)
-        except HTTPError as exc:
-            self._fail(EngineConnectionError(f"malformed HTTP response: {exc}"))
-            return
-        if parser.complete:
-            self.parser = None
-            waiter.set_result(parser.response())
-
-    def _fail(self, exc: BaseException) -> None:
-        self.dead = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.dead = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(
-                EngineConnectionError(f"HTTP connection lost: {exc or 'closed by the server'}")
-            )
-
-
-class _HTTPConnection:
-    """A minimal keep-alive HTTP/1.1 client for one host (reconnects when the server closed)."""
-
-    def __init__(
-        self,
-        url: EngineURL,
-        *,
-        ssl: ssl_module.SSLContext | None,
-        headers: Sequence[tuple[str, str]],
-        max_body_size: int,
-    ) -> None:
-        self.url = url
-        self.ssl = ssl
-        self.headers = list(headers)
-        self.max_body_size = max_body_size
-        self._proto: _HTTPProtocol | None = None
-
-    async def _open(self) -> _HTTPProtocol:
-        loop = asyncio.get_running_loop()
-        ssl_ctx = None
-        if self.url.secure:
-            ssl_ctx = self.ssl or ssl_module.create_default_context()
-        try:
-            _, proto = await loop.create_connection(
-                lambda: _HTTPProtocol(self.max_body_size),
-                self.url.host,
-                self.url.port,
-                ssl=ssl_ctx,
-            )
-        except OSError as exc:
-            raise EngineConnectionError(f"cannot connect to {self.url.host_header}: {exc}") from exc
-        return proto
-
-    async def request(
-        self, method: str, target: str, body: bytes | None = None, *, timeout: float
-    ) -> Response:
-        """Send one request and return its response (any status).
-
-        Raises:
-            EngineConnectionError: connection failure, malformed response, or timeout.
-        """
-        head = [f"{method} {target} HTTP/1.1", f"Host: {self.url.host_header}"]
-        head += [f"{name}: {value}" for name, value in self.headers]
-        if body is not None:
-            head.append("Content-Type: text/plain;charset=UTF-8")
-            head.append(f"Content-Length: {len(body)}")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
-        # No retry on a failed request, even on a reused keep-alive connection: a poll
-        # whose answer was lost on the wire would lose packets silently. A connection the
-        # server closed while idle is seen (connection_lost) and replaced before reuse.
-        proto = self._proto
-        if proto is None or proto.dead:
-            proto = self._proto = await self._open()
-        try:
-            async with asyncio.timeout(timeout):
-                response = await proto.start(data)
-        except TimeoutError:
-            self.close()
-            raise EngineConnectionError(f"{method} timed out after {timeout}s") from None
-        except EngineConnectionError:
-            self.close()
-            raise
-        if _wants_close(response):
-            self.close()
-        return response
-
-    def close(self) -> None:
-        proto = self._proto
-        self._proto = None
-        if proto is not None:
-            proto.dead = True
-            if proto.transport is not None:
-                proto.transport.abort()
-
-
-def _wants_close(response: Response) -> bool:
-    headers = response.headers
-    assert isinstance(headers, Headers)
-    return any(token.lower() == "close" for token in headers.tokens("connection"))
-
-
-def _check_body_length(response: Response) -> None:
-    headers = response.headers
-    assert isinstance(headers, Headers)
-    length = headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) != len(response.body):
-        raise EngineConnectionError(f"response body larger than the limit ({length} bytes)")
 
 
 # --------------------------------------------------------------------------- the session
@@ -334,9 +125,7 @@ class EngineClient:
             raise ValueError("max_outbox must be at least 1")
         self.url = parse_url(url, path)
         self.transports = transports
-        if isinstance(headers, dict):
-            headers = list(headers.items())
-        self.headers = list(headers or ())
+        self.headers = header_list(headers)
         self.ssl = ssl
         self.open_timeout = open_timeout
         self.request_timeout = request_timeout
@@ -365,8 +154,7 @@ class EngineClient:
         self._paused = False
         self._ws: WebSocket | None = None
         self._probe: WebSocket | None = None
-        self._get: _HTTPConnection | None = None
-        self._post: _HTTPConnection | None = None
+        self._polling: PollingTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -433,23 +221,15 @@ class EngineClient:
         return self.handshake.upgrades if self.handshake else ()
 
     async def _open_polling(self) -> list[Packet]:
-        self._get = _HTTPConnection(
-            self.url, ssl=self.ssl, headers=self.headers, max_body_size=self.max_message_size
+        self._polling = PollingTransport(
+            self.url,
+            ssl=self.ssl,
+            headers=self.headers,
+            max_body_size=self.max_message_size,
+            request_timeout=self.request_timeout,
         )
-        self._post = _HTTPConnection(
-            self.url, ssl=self.ssl, headers=self.headers, max_body_size=65536
-        )
-        response = await self._get.request(
-            "GET", self.url.target(transport="polling"), timeout=self.open_timeout
-        )
-        if response.status != 200:
-            raise EngineConnectionError(
-                f"handshake refused: HTTP {response.status} {response.body[:200]!r}",
-                response.status,
-            )
-        _check_body_length(response)
         try:
-            packets = decode_payload(response.body)
+            packets = await self._polling.receive(self.open_timeout)
         except EnginePacketError as exc:
             raise EngineConnectionError(f"malformed handshake: {exc}") from exc
         if packets[0].type is not PacketType.OPEN or not isinstance(packets[0].data, str):
@@ -547,17 +327,8 @@ class EngineClient:
             await ws.send(encode_packet(packet, binary_supported=True))
 
     async def _write_polling(self) -> None:
-        batch = self._take_batch()
-        body = encode_payload(batch).encode("utf-8")
-        assert self._post is not None
-        response = await self._post.request(
-            "POST",
-            self.url.target(transport="polling", sid=self.sid or ""),
-            body,
-            timeout=self.request_timeout,
-        )
-        if response.status != 200:
-            raise EngineConnectionError(f"POST refused: HTTP {response.status}", response.status)
+        assert self._polling is not None
+        await self._polling.send(self.sid or "", self._take_batch())
 
     def _take_batch(self) -> list[Packet]:
         """Pop the packets of one POST: as many as fit in ``maxPayload`` (at least one)."""
@@ -597,29 +368,16 @@ class EngineClient:
         try:
             for packet in first:
                 await self._handle(packet)
-            assert self._get is not None and self.handshake is not None
+            assert self._polling is not None and self.handshake is not None
             # A GET waits for data up to pingInterval; the watchdog bounds the rest.
             timeout = (self.handshake.ping_interval + self.handshake.ping_timeout) / 1000 + 5
             while not self._paused and self.open:
-                response = await self._get.request(
-                    "GET", self.url.target(transport="polling", sid=self.sid or ""), timeout=timeout
-                )
-                if response.status != 200:
-                    raise EngineConnectionError(
-                        f"poll refused: HTTP {response.status}", response.status
-                    )
-                _check_body_length(response)
-                for packet in decode_payload(response.body):
+                for packet in await self._polling.receive(timeout, self.sid or ""):
                     await self._handle(packet)
                     if not self.open:
                         return
-        except EnginePacketError as exc:
-            self.log.info("session %s: parse error: %s", self.sid, exc)
-            self._lost("parse error")
-        except EngineConnectionError as exc:
-            if self.open:
-                self.log.info("session %s: poll failed: %s", self.sid, exc)
-            self._lost("transport error")
+        except (EnginePacketError, EngineConnectionError) as exc:
+            self._reader_failed(exc)
 
     async def _ws_loop(self) -> None:
         ws = self._ws
@@ -628,13 +386,24 @@ class EngineClient:
             while self.open:
                 message = await ws.recv()
                 await self._handle(decode_packet(message))
-        except EnginePacketError as exc:
+        except (EnginePacketError, ConnectionClosed) as exc:
+            self._reader_failed(exc)
+
+    def _reader_failed(self, exc: Exception) -> None:
+        """End the session after the reading loop stopped on ``exc``, with the reason that
+        names it: bad bytes, a closed WebSocket or a failed poll."""
+        if isinstance(exc, EnginePacketError):
             self.log.info("session %s: parse error: %s", self.sid, exc)
             self._lost("parse error")
-        except ConnectionClosed as exc:
-            if self.open:
-                self.log.info("session %s: WebSocket closed: %s", self.sid, exc)
-            self._lost("transport close")
+            return
+        if isinstance(exc, ConnectionClosed):
+            what, reason = "WebSocket closed", "transport close"
+        else:
+            what, reason = "poll failed", "transport error"
+        # Once the session is closing, the transport's end is expected: no news.
+        if self.open:
+            self.log.info("session %s: %s: %s", self.sid, what, exc)
+        self._lost(reason)
 
     # ------------------------------------------------------------------ upgrade
 
@@ -691,9 +460,8 @@ class EngineClient:
                 return
             self._ws = ws
             self.transport = "websocket"
-            for conn in (self._get, self._post):
-                if conn is not None:
-                    conn.close()
+            if self._polling is not None:
+                self._polling.close()
             self._reader = self._spawn(self._ws_loop())
             self._paused = False
             self._outbox_ready.set()
@@ -741,13 +509,8 @@ class EngineClient:
             if self.transport == "websocket" and self._ws is not None:
                 await self._ws.send(encode_packet(close, binary_supported=True))
                 await self._ws.close()
-            elif self._post is not None:
-                await self._post.request(
-                    "POST",
-                    self.url.target(transport="polling", sid=self.sid or ""),
-                    encode_payload([close]).encode(),
-                    timeout=self.request_timeout,
-                )
+            elif self._polling is not None:
+                await self._polling.send(self.sid or "", [close])
         except (EngineConnectionError, ConnectionClosed) as exc:
             self.log.debug("session %s: close packet not delivered: %s", self.sid, exc)
 
@@ -790,9 +553,8 @@ class EngineClient:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        for conn in (self._get, self._post):
-            if conn is not None:
-                conn.close()
+        if self._polling is not None:
+            self._polling.close()
         for ws in (self._ws, self._probe):
             if ws is not None and not ws.closed and ws.transport is not None:
                 # No closing handshake on a lost session; a deliberate close already did

@@ -61,21 +61,24 @@ reconnects; the server then replays the missed events, and ``recovered`` is True
 stays in the arguments given to handlers, as in socket.io-client, because the client cannot
 tell a broadcast (with an offset) from a direct emit (without one); ``strip_offset=True``
 removes the last string argument instead, for apps whose events all are broadcasts.
+
+Where things live: this module has :class:`Client` (the Engine.IO session, the
+reconnection loop, dispatching what arrives); :mod:`.client_socket` the per-namespace
+:class:`NamespaceSocket` (emitting, buffering, connect and disconnect);
+:mod:`.client_acks` the acknowledgements awaited; :mod:`.client_retry` the at-least-once
+queue of ``retries``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import inspect
-import itertools
 import logging
 import random
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ..asyncio.client import Backoff
 from ..engine.client import TRANSPORTS, EngineClient, EngineConnectionError
@@ -86,15 +89,15 @@ from ..exceptions import (
     ConnectionClosed,
     Disconnected,
 )
+from .client_acks import ack_args
+from .client_socket import CLIENT_EVENTS, H, Handler, NamespaceSocket, _consume
 from .packets import (
-    RESERVED_EVENTS,
     Decoder,
     Packet,
     PacketType,
     SocketIOPacketError,
     encode,
     encode_ack,
-    encode_event,
 )
 
 __all__ = [
@@ -109,408 +112,9 @@ __all__ = [
 
 logger = logging.getLogger("tether.realtime.client")
 
-#: Client-wide lifecycle events (socket.io-client's Manager events).
-CLIENT_EVENTS: frozenset[str] = frozenset(
-    {"reconnect_attempt", "reconnect", "reconnect_error", "reconnect_failed"}
-)
 _NAMESPACE_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
 
-Handler = Callable[..., Any]
-H = TypeVar("H", bound=Handler)
 Auth = dict[str, Any] | Callable[[], dict[str, Any] | Awaitable[dict[str, Any] | None] | None]
-
-
-@dataclass(slots=True)
-class _Queued:
-    """An emit of the at-least-once queue (``retries``)."""
-
-    event: str
-    args: tuple[Any, ...]
-    future: asyncio.Future[Any]
-    tries: int = 0
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An acknowledgement being awaited."""
-
-    callback: Callable[..., Any] | None
-    future: asyncio.Future[Any] | None
-    sent: bool = False
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(slots=True)
-class _State:
-    """Connection state of one namespace."""
-
-    sid: str | None = None
-    pid: str | None = None
-    offset: str | None = None
-    recovered: bool = False
-    connected: bool = False
-    active: bool = False
-    ready: asyncio.Future[None] | None = None
-    buffer: collections.deque[tuple[int | None, list[str | bytes]]] = field(
-        default_factory=collections.deque
-    )
-
-
-class NamespaceSocket:
-    """The socket of one namespace (socket.io-client's ``Socket``); made by
-    :meth:`Client.socket`.
-
-    Attributes:
-        namespace: the namespace name.
-    """
-
-    def __init__(self, client: Client, namespace: str) -> None:
-        if not namespace.startswith("/") or "," in namespace:
-            raise ValueError(f"invalid namespace {namespace!r}")
-        self.client = client
-        self.namespace = namespace
-        self.handlers: dict[str, Handler] = {}
-        self._state = _State()
-        self._ack_ids = itertools.count()
-        self._acks: dict[int, _Pending] = {}
-        self._queue: collections.deque[_Queued] = collections.deque()
-        self._queue_task: asyncio.Task[None] | None = None
-        self._connected_event: asyncio.Event | None = None
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def connected(self) -> bool:
-        """Whether the namespace is connected now."""
-        return self._state.connected
-
-    @property
-    def sid(self) -> str | None:
-        """The socket id given by the server (None while disconnected)."""
-        return self._state.sid if self._state.connected else None
-
-    @property
-    def recovered(self) -> bool:
-        """Whether the last connection restored the previous session (missed events
-        replayed) through connection-state recovery."""
-        return self._state.recovered
-
-    @property
-    def buffered(self) -> int:
-        """Emits waiting for the namespace to connect."""
-        return len(self._state.buffer) + len(self._queue)
-
-    # ------------------------------------------------------------------ handlers
-
-    def on(self, event: str, handler: H | None = None) -> Any:
-        """Register a handler; usable as ``@socket.on("event")``.
-
-        Raises:
-            ValueError: an empty event name.
-        """
-        if not event:
-            raise ValueError("an event name is required")
-
-        def register(func: H) -> H:
-            if event in CLIENT_EVENTS:
-                self.client._client_handlers[event] = func
-            else:
-                self.handlers[event] = func
-            return func
-
-        if handler is not None:
-            return register(handler)
-        return register
-
-    # ------------------------------------------------------------------ emitting
-
-    async def emit(
-        self,
-        event: str,
-        *args: Any,
-        callback: Callable[..., Any] | None = None,
-        volatile: bool = False,
-    ) -> None:
-        """Send an event; ``callback(*args)`` gets the acknowledgement if given.
-
-        Connected: the packet is queued on the transport (waiting while its bounded queue
-        is full). Not connected: it waits in the namespace's buffer and goes out once it
-        connects; a volatile emit is dropped instead. With the client's ``retries``, the
-        emit goes through the at-least-once queue.
-
-        Raises:
-            BufferFull: not connected and ``max_buffered`` emits already wait.
-            ValueError: a reserved event name, or arguments the codec refuses.
-            TypeError: arguments JSON cannot represent.
-        """
-        _check_event(event)
-        if self.client.retries > 0 and not volatile:
-            fut = self._enqueue(event, args)
-            if callback is not None:
-                fut.add_done_callback(lambda f: _call_with_ack_result(callback, f))
-            else:
-                fut.add_done_callback(_consume)
-            return
-        pending = _Pending(callback, None) if callback is not None else None
-        await self._send_event(event, args, pending, volatile)
-
-    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
-        """Send an event and wait for its acknowledgement.
-
-        Returns:
-            None for an empty acknowledgement, the value for one argument, a tuple for
-            several.
-
-        Raises:
-            AckTimeout: no acknowledgement within ``timeout`` seconds (the timer starts now,
-                even if the emit waits in the buffer).
-            Disconnected: the connection dropped after the event was sent.
-            BufferFull: not connected and the buffer is full.
-        """
-        _check_event(event)
-        if self.client.retries > 0:
-            fut = self._enqueue(event, args)
-            try:
-                async with asyncio.timeout(timeout):
-                    return await fut
-            except TimeoutError:
-                raise AckTimeout(f"no acknowledgement for {event!r} within {timeout}s") from None
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        pending = _Pending(None, fut)
-        ack_id = await self._send_event(event, args, pending, False)
-        if timeout is not None and ack_id is not None:
-            pending.timer = loop.call_later(timeout, self._ack_timed_out, ack_id, event, timeout)
-        return await fut
-
-    call = emit_with_ack
-
-    def _ack_timed_out(self, ack_id: int, event: str, timeout: float) -> None:
-        pending = self._acks.pop(ack_id, None)
-        if pending is None:
-            return
-        self._drop_buffered(ack_id)
-        if pending.future is not None and not pending.future.done():
-            pending.future.set_exception(
-                AckTimeout(f"no acknowledgement for {event!r} within {timeout}s")
-            )
-
-    def _drop_buffered(self, ack_id: int) -> None:
-        buffer = self._state.buffer
-        for item in list(buffer):
-            if item[0] == ack_id:
-                buffer.remove(item)
-
-    async def _send_event(
-        self, event: str, args: Sequence[Any], pending: _Pending | None, volatile: bool
-    ) -> int | None:
-        ack_id = None
-        if pending is not None:
-            ack_id = next(self._ack_ids)
-        parts = encode_event(self.namespace, event, args, ack_id)
-        state = self._state
-        engine = self.client._engine
-        if state.connected and engine is not None and engine.open and not state.buffer:
-            if ack_id is not None and pending is not None:
-                pending.sent = True
-                self._acks[ack_id] = pending
-            try:
-                await engine.send(*parts)
-                return ack_id
-            except ConnectionClosed:
-                if ack_id is not None:
-                    self._acks.pop(ack_id, None)
-                    assert pending is not None
-                    pending.sent = False
-        if volatile:
-            logger.debug("%s: volatile %r dropped while disconnected", self.namespace, event)
-            return None
-        if len(state.buffer) >= self.client.max_buffered:
-            raise BufferFull(
-                f"{self.namespace}: {len(state.buffer)} emits already wait for the connection"
-                f" (max_buffered={self.client.max_buffered})"
-            )
-        if ack_id is not None and pending is not None:
-            self._acks[ack_id] = pending
-        state.buffer.append((ack_id, parts))
-        return ack_id
-
-    async def _flush_buffer(self) -> None:
-        engine = self.client._engine
-        buffer = self._state.buffer
-        while buffer and self._state.connected and engine is not None and engine.open:
-            ack_id, parts = buffer[0]
-            try:
-                await engine.send(*parts)
-            except ConnectionClosed:
-                return
-            if buffer and buffer[0][1] is parts:
-                buffer.popleft()
-            if ack_id is not None and ack_id in self._acks:
-                self._acks[ack_id].sent = True
-
-    # ------------------------------------------------------------------ at-least-once queue
-
-    def _enqueue(self, event: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        if len(self._queue) >= self.client.max_buffered:
-            raise BufferFull(
-                f"{self.namespace}: {len(self._queue)} emits already wait for their"
-                f" acknowledgement (max_buffered={self.client.max_buffered})"
-            )
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(event, args, fut))
-        if self._queue_task is None or self._queue_task.done():
-            self._queue_task = self.client._spawn(self._drain_queue())
-        return fut
-
-    async def _drain_queue(self) -> None:
-        client = self.client
-        while self._queue:
-            item = self._queue[0]
-            if item.future.done():  # the caller gave up
-                self._queue.popleft()
-                continue
-            await self._wait_connected()
-            item.tries += 1
-            try:
-                value = await self.emit_with_ack_once(item.event, item.args, client.ack_timeout)
-            except (AckTimeout, Disconnected) as exc:
-                if item.tries > client.retries:
-                    self._queue.popleft()
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                else:
-                    logger.debug("%s: retrying %r (%s)", self.namespace, item.event, exc)
-                continue
-            self._queue.popleft()
-            if not item.future.done():
-                item.future.set_result(value)
-
-    async def emit_with_ack_once(
-        self, event: str, args: Sequence[Any], timeout: float | None
-    ) -> Any:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        pending = _Pending(None, fut)
-        ack_id = await self._send_event(event, args, pending, False)
-        if timeout is not None and ack_id is not None:
-            pending.timer = loop.call_later(timeout, self._ack_timed_out, ack_id, event, timeout)
-        return await fut
-
-    async def _wait_connected(self) -> None:
-        while not self._state.connected:
-            if self._connected_event is None:
-                self._connected_event = asyncio.Event()
-            self._connected_event.clear()
-            await self._connected_event.wait()
-
-    # ------------------------------------------------------------------ connection
-
-    async def disconnect(self) -> None:
-        """Leave this namespace (no reconnection for it); the last one closes the client."""
-        state = self._state
-        state.active = False
-        engine = self.client._engine
-        if state.connected and engine is not None and engine.open:
-            with contextlib.suppress(ConnectionClosed):
-                await engine.send(*encode(Packet(PacketType.DISCONNECT, self.namespace)))
-        self._set_disconnected("io client disconnect")
-        if not any(s._state.active for s in self.client._sockets.values()):
-            await self.client.disconnect()
-
-    async def _send_connect(self, engine: EngineClient) -> None:
-        state = self._state
-        auth = await self.client._resolve_auth()
-        data: dict[str, Any] | None = dict(auth) if auth is not None else None
-        if state.pid is not None:
-            # Connection-state recovery: the server restores the session from these.
-            recovery: dict[str, Any] = {"pid": state.pid}
-            if state.offset is not None:
-                recovery["offset"] = state.offset
-            data = {**recovery, **(data or {})}
-        with contextlib.suppress(ConnectionClosed):
-            await engine.send(*encode(Packet(PacketType.CONNECT, self.namespace, data)))
-
-    def _on_connect(self, data: Any) -> None:
-        state = self._state
-        sid = data.get("sid") if isinstance(data, dict) else None
-        pid = data.get("pid") if isinstance(data, dict) else None
-        state.sid = sid if isinstance(sid, str) else None
-        pid = pid if isinstance(pid, str) else None
-        state.recovered = pid is not None and pid == state.pid
-        state.pid = pid
-        state.connected = True
-        logger.info(
-            "%s connected (sid %s%s)",
-            self.namespace,
-            state.sid,
-            ", session recovered" if state.recovered else "",
-        )
-        if state.ready is not None and not state.ready.done():
-            state.ready.set_result(None)
-        # Flushing may wait for room in the transport's queue: not on the reading path.
-        self.client._spawn(self._after_connect())
-
-    async def _after_connect(self) -> None:
-        await self._flush_buffer()
-        if self._connected_event is not None:
-            self._connected_event.set()
-        if self._state.connected:
-            self.client._fire(self, "connect")
-
-    def _on_connect_error(self, data: Any) -> None:
-        state = self._state
-        # A refusal is an answer: no automatic retry for this namespace.
-        state.active = False
-        message = data.get("message") if isinstance(data, dict) else data
-        logger.info("%s refused by the server: %s", self.namespace, message)
-        if state.ready is not None and not state.ready.done():
-            state.ready.set_exception(
-                ConnectError(f"{self.namespace}: {message}", self.namespace, data)
-            )
-        self._fail_acks(ConnectError(f"{self.namespace}: {message}", self.namespace, data))
-        self.client._fire(self, "connect_error", data)
-        self.client._close_if_idle()
-
-    def _set_disconnected(self, reason: str) -> None:
-        state = self._state
-        was_connected = state.connected
-        state.connected = False
-        state.recovered = state.recovered and was_connected
-        self._fail_acks(Disconnected(f"{self.namespace} disconnected: {reason}"), sent_only=True)
-        if was_connected:
-            logger.info("%s disconnected: %s", self.namespace, reason)
-            self.client._fire(self, "disconnect", reason)
-
-    def _fail_acks(self, exc: BaseException, *, sent_only: bool = False) -> None:
-        # Acks of packets still in the buffer survive a disconnection (they go out later);
-        # those of packets already sent are lost with the connection.
-        for ack_id, pending in list(self._acks.items()):
-            if sent_only and not pending.sent:
-                continue
-            del self._acks[ack_id]
-            if pending.timer is not None:
-                pending.timer.cancel()
-            if pending.future is not None and not pending.future.done():
-                pending.future.set_exception(exc)
-
-    def _on_ack(self, packet: Packet) -> None:
-        assert packet.id is not None
-        pending = self._acks.pop(packet.id, None)
-        if pending is None:
-            logger.debug("%s: ack %d for nothing (late or duplicate)", self.namespace, packet.id)
-            return
-        if pending.timer is not None:
-            pending.timer.cancel()
-        args = list(packet.data or ())
-        if pending.future is not None and not pending.future.done():
-            pending.future.set_result(_ack_value(args))
-        if pending.callback is not None:
-            self.client._call_handler(pending.callback, args)
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "disconnected"
-        return f"<NamespaceSocket {self.namespace} {state}>"
 
 
 class Client:
@@ -901,17 +505,11 @@ class Client:
             await self._send_ack(sock, ack_id, result)
 
     async def _send_ack(self, sock: NamespaceSocket, ack_id: int, result: Any) -> None:
-        if result is None:
-            values: list[Any] = []
-        elif isinstance(result, tuple):
-            values = list(result)
-        else:
-            values = [result]
         engine = self._engine
         if engine is None or not engine.open:
             return  # the ack belongs to a session that is gone
         with contextlib.suppress(ConnectionClosed):
-            await engine.send(*encode_ack(sock.namespace, ack_id, values))
+            await engine.send(*encode_ack(sock.namespace, ack_id, ack_args(result)))
 
     # ------------------------------------------------------------------ callbacks
 
@@ -920,11 +518,11 @@ class Client:
         if handler is not None:
             self._call_handler(handler, list(args))
 
-    def _call_handler(self, handler: Handler, args: list[Any]) -> None:
+    def _call_handler(self, handler: Handler, args: list[Any], what: str = "handler") -> None:
         try:
             result = handler(*args)
         except Exception:
-            logger.exception("error in handler %r", handler)
+            logger.exception("error in %s %r", what, handler)
             return
         if inspect.isawaitable(result):
             self._spawn(_log_errors(result, handler))
@@ -997,46 +595,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {'connected' if self.connected else 'disconnected'}>"
-
-
-# Ack callbacks of the retry queue run after their caller returned: keep them referenced.
-_background: set[asyncio.Future[Any]] = set()
-
-
-def _check_event(event: str) -> None:
-    if not isinstance(event, str) or not event:
-        raise ValueError("the event name must be a non-empty str")
-    if event in RESERVED_EVENTS:
-        raise ValueError(f"{event!r} is a reserved event name")
-
-
-def _ack_value(args: list[Any]) -> Any:
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
-
-def _call_with_ack_result(callback: Callable[..., Any], fut: asyncio.Future[Any]) -> None:
-    if fut.cancelled() or fut.exception() is not None:
-        logger.info("emit abandoned: %s", None if fut.cancelled() else fut.exception())
-        return
-    value = fut.result()
-    args = [] if value is None else list(value) if isinstance(value, tuple) else [value]
-    try:
-        result = callback(*args)
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(_log_errors(result, callback))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
-    except Exception:
-        logger.exception("error in ack callback %r", callback)
 
 
 async def _log_errors(awaitable: Awaitable[Any], handler: Handler) -> None:
