@@ -8,6 +8,7 @@ so ``except ConnectionError`` still works. ::
     ├── ProtocolError                 the peer broke RFC 6455 / RFC 7692 (kept as the cause)
     │   └── PayloadTooBig             a message or frame over the configured limit
     ├── HTTPError                     malformed or oversized HTTP input (has .status)
+    ├── HTTPConnectionError           an HTTP client connection failed (also ConnectionError)
     ├── PacketError (ValueError)      a malformed packet from the peer
     │   ├── EnginePacketError         ... an Engine.IO packet or payload
     │   └── SocketIOPacketError       ... a Socket.IO packet
@@ -54,6 +55,7 @@ __all__ = [
     "Disconnected",
     "EngineConnectionError",
     "EnginePacketError",
+    "HTTPConnectionError",
     "HTTPError",
     "InvalidHandshake",
     "InvalidInput",
@@ -106,6 +108,11 @@ class HTTPError(TetherError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class HTTPConnectionError(TetherError, ConnectionError):
+    """An HTTP client connection failed: unreachable server, or the connection was lost
+    before the whole response arrived."""
 
 
 class PacketError(TetherError, ValueError):

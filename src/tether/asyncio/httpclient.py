@@ -20,7 +20,7 @@ import ssl as ssl_module
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from ..exceptions import HTTPError
+from ..exceptions import HTTPConnectionError, HTTPError
 from ..exceptions import TimeoutError as TetherTimeoutError
 from ..protocol.handshake import Headers, Response
 from .http import ResponseParser
@@ -77,7 +77,7 @@ class _HTTPClientProtocol(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(
-                ConnectionError(f"HTTP connection lost: {exc or 'closed by the server'}")
+                HTTPConnectionError(f"HTTP connection lost: {exc or 'closed by the server'}")
             )
 
     def abort(self) -> None:
@@ -133,7 +133,7 @@ class HTTPConnection:
                 ssl=ssl_ctx,
             )
         except OSError as exc:
-            raise ConnectionError(f"cannot connect to {self.host_header}: {exc}") from exc
+            raise HTTPConnectionError(f"cannot connect to {self.host_header}: {exc}") from exc
         return proto
 
     async def request(
@@ -142,7 +142,7 @@ class HTTPConnection:
         """Send one request and return its response (any status).
 
         Raises:
-            ConnectionError: the server is unreachable, or closed the connection before
+            HTTPConnectionError: the server is unreachable, or closed the connection before
                 the response was complete.
             HTTPError: a malformed response, or bytes nobody asked for.
             TimeoutError: no complete response within ``timeout`` seconds (tether's, also
