@@ -246,14 +246,19 @@ class Node:
                 handle._stderr.append(line)
 
         # Readers drain both pipes for the life of the helper so it never blocks on a full pipe.
-        threading.Thread(target=pump_stdout, daemon=True).start()
-        threading.Thread(target=pump_stderr, daemon=True).start()
+        pumps = [
+            threading.Thread(target=pump_stdout, daemon=True),
+            threading.Thread(target=pump_stderr, daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
 
         deadline = time.monotonic() + timeout
         while not found.wait(0.05):
             if proc.poll() is not None or time.monotonic() > deadline:
                 handle.stop()
-                time.sleep(0.1)  # let the pumps collect the last lines
+                for pump in pumps:  # the process is gone: its pipes reach EOF
+                    pump.join(timeout=2)
                 state = "exited" if proc.returncode is not None else "timed out"
                 raise RuntimeError(
                     f"{' '.join(argv)} {state} before printing {ready!r}\n"

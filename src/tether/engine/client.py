@@ -144,6 +144,8 @@ class EngineClient:
         self.close_reason: str | None = None
         #: Whether the polling -> WebSocket upgrade was tried and failed.
         self.upgrade_failed = False
+        #: Server pings answered on this session (heartbeats seen alive).
+        self.pings_received = 0
 
         self._loop = asyncio.get_running_loop()
         self._outbox: collections.deque[Packet] = collections.deque()
@@ -357,6 +359,7 @@ class EngineClient:
             assert packet.data is not None
             await self.on_message(packet.data)
         elif ptype is PacketType.PING:
+            self.pings_received += 1
             self._reset_watchdog()
             self._queue(Packet(PacketType.PONG, packet.data))
         elif ptype is PacketType.CLOSE:

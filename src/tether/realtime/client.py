@@ -235,6 +235,12 @@ class Client:
         return engine.transport if engine is not None and engine.open else None
 
     @property
+    def pings_received(self) -> int:
+        """Heartbeats (server pings) answered on the current Engine.IO session."""
+        engine = self._engine
+        return engine.pings_received if engine is not None else 0
+
+    @property
     def sid(self) -> str | None:
         """The socket id in the main namespace ``/``."""
         sock = self._sockets.get("/")
