@@ -310,8 +310,10 @@ class Connection:
     def _fast_frame(self, data: bytes | bytearray | memoryview) -> bool:
         """Fast path: ``data`` is exactly one small, final, uncompressed data frame.
 
-        Returns False (and does nothing) for anything else; the general parser then
-        handles it, errors included.
+        It accepts only what the general parser accepts (same masking rule, same limits,
+        valid UTF-8), and returns False (doing nothing) for anything else, so the general
+        parser handles it, errors included: a frame has one outcome whether it arrives
+        whole or split (a property test checks this).
         """
         n = len(data)
         if n < 2:
@@ -321,7 +323,9 @@ class Connection:
             return False
         b1 = data[1]
         length = b1 & 0x7F
-        if length > 125 or length > self.max_size:
+        # The limits of _start_data_frame: max_frame_size and max_size (one frame, one
+        # message here), each of which may be the smaller.
+        if length > 125 or length > self.max_frame_size or length > self.max_size:
             return False
         if self._is_client:
             if b1 & 0x80 or n != 2 + length:
