@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionClosed, ConnectionClosedError
-from ..protocol.connection import Connection, State
+from ..protocol.connection import State
+from ._mixin import WebSocketPart
 
 __all__ = ["Keepalive"]
 
@@ -29,34 +30,21 @@ def _consume_exception(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-class Keepalive:
+class Keepalive(WebSocketPart):
     """Ping/pong and keepalive timeouts, mixed into :class:`~tether.asyncio.WebSocket`."""
 
     if not TYPE_CHECKING:
-        # No slots of its own: WebSocket declares them all (two bases with slots cannot
-        # be combined). mypy would check assignments against this empty tuple.
         __slots__ = ()
     else:
-        # Slots of WebSocket used here.
-        conn: Connection
-        transport: asyncio.Transport | None
+        # More of WebSocket's slots and methods used here (see WebSocketPart).
         ping_interval: float | None
         ping_timeout: float | None
         close_timeout: float
-        _loop: asyncio.AbstractEventLoop
         _pings: dict[bytes, tuple[asyncio.Future[float], float]]
         _keepalive: asyncio.TimerHandle | None
         _ping_deadline: asyncio.TimerHandle | None
         _close_timer: asyncio.TimerHandle | None
         _abnormal: BaseException | None
-
-        @property
-        def log(self) -> Any: ...
-
-        def _write(self, data: bytes) -> None: ...
-
-        def _raise_not_open(self) -> NoReturn:
-            raise NotImplementedError
 
         def _abort(self) -> None: ...
 

@@ -21,43 +21,32 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
-from ..exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidState
-from ..protocol.connection import Connection, State
+from ..exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidState
+from ..protocol.connection import State
+from ._mixin import WebSocketPart
 
 __all__ = ["Data", "MessageQueue"]
 
 Data = str | bytes
 
 
-class MessageQueue:
+class MessageQueue(WebSocketPart):
     """The bounded incoming queue, mixed into :class:`~tether.asyncio.WebSocket`."""
 
     if not TYPE_CHECKING:
-        # No slots of its own: WebSocket declares them all (two bases with slots cannot
-        # be combined). mypy would check assignments against this empty tuple.
         __slots__ = ()
     else:
-        # Slots of WebSocket used here.
-        conn: Connection
-        transport: asyncio.Transport | None
+        # More of WebSocket's slots and methods used here (see WebSocketPart).
         max_queue: int
-        _loop: asyncio.AbstractEventLoop
         _messages: list[Data]
         _recv_waiter: asyncio.Future[None] | None
         _reading_paused: bool
         _held: bool
-        _closed: asyncio.Future[None]
         _on_message: Callable[[Data], Any] | None
         _direct: Callable[[Data], Any] | None
         _pump: asyncio.Task[None] | None
 
-        @property
-        def log(self) -> Any: ...
-
         def _apply_failure(self) -> None: ...
-
-        def _closed_exception(self) -> ConnectionClosed:
-            raise NotImplementedError
 
         def _fire(self, name: str, *args: Any) -> None: ...
 

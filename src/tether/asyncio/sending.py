@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Iterable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ConnectionClosed, InvalidState
-from ..protocol.connection import Connection, State, encode_server_frame
+from ..exceptions import InvalidState
+from ..protocol.connection import State, encode_server_frame
+from ._mixin import WebSocketPart
 from .messages import Data
 
 if TYPE_CHECKING:
@@ -29,31 +30,19 @@ if TYPE_CHECKING:
 __all__ = ["Sender", "broadcast"]
 
 
-class Sender:
+class Sender(WebSocketPart):
     """Sending and outgoing flow control, mixed into :class:`~tether.asyncio.WebSocket`."""
 
     if not TYPE_CHECKING:
-        # No slots of its own: WebSocket declares them all (two bases with slots cannot
-        # be combined). mypy would check assignments against this empty tuple.
         __slots__ = ()
     else:
-        # Slots of WebSocket used here.
-        conn: Connection
-        transport: asyncio.Transport | None
+        # More of WebSocket's slots and methods used here (see WebSocketPart).
         write_limit: int
-        _loop: asyncio.AbstractEventLoop
-        _closed: asyncio.Future[None]
         _cork: list[bytes] | None
         _cork_size: int
         _drain_waiter: asyncio.Future[None] | None
         _send_lock: asyncio.Lock | None
         _writing_paused: bool
-
-        def _raise_not_open(self) -> NoReturn:
-            raise NotImplementedError
-
-        def _closed_exception(self) -> ConnectionClosed:
-            raise NotImplementedError
 
     async def send(
         self, message: Data | AsyncIterable[Data] | Iterable[Data], *, compress: bool | None = None

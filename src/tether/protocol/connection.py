@@ -598,10 +598,7 @@ class Connection:
             InvalidState: the connection is not open.
             ValueError: the payload is over 125 bytes.
         """
-        self._check_open()
-        if len(payload) > _MAX_CONTROL:
-            raise ValueError("ping payload over 125 bytes")
-        self._out.append(self._frame(_PING, payload))
+        self._send_control(_PING, payload)
 
     def send_pong(self, payload: bytes = b"") -> None:
         """Queue an unsolicited pong (RFC 6455 5.5.3).
@@ -610,10 +607,15 @@ class Connection:
             InvalidState: the connection is not open.
             ValueError: the payload is over 125 bytes.
         """
+        self._send_control(_PONG, payload)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
         self._check_open()
+        # RFC 6455 5.5: a control frame carries at most 125 bytes.
         if len(payload) > _MAX_CONTROL:
-            raise ValueError("pong payload over 125 bytes")
-        self._out.append(self._frame(_PONG, payload))
+            kind = "ping" if opcode == _PING else "pong"
+            raise ValueError(f"{kind} payload over 125 bytes")
+        self._out.append(self._frame(opcode, payload))
 
     def send_close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 7.1.2). A no-op if already closing.
