@@ -33,6 +33,8 @@ class WebSocketPart:
 
         def _write(self, data: bytes) -> None: ...
 
+        def _flush_conn(self) -> None: ...
+
         def _raise_not_open(self) -> NoReturn:
             raise NotImplementedError
 

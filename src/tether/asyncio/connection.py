@@ -417,8 +417,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
             return
         if conn.state is State.OPEN:
             conn.send_close(code, reason)
-            for out in conn.data_to_send():
-                self._write(out)
+            self._flush_conn()
             self._after_close_step()
         else:
             # validate arguments all the same: misuse raises at once

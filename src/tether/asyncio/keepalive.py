@@ -82,11 +82,6 @@ class Keepalive(WebSocketPart):
         self.conn.send_ping(payload)
         self._flush_conn()
 
-    def _flush_conn(self) -> None:
-        """Write what the sans-I/O connection has queued."""
-        for out in self.conn.data_to_send():
-            self._write(out)
-
     def _on_pong(self, payload: bytes) -> None:
         if payload not in self._pings:
             return

@@ -114,6 +114,11 @@ class Sender(WebSocketPart):
         """Whether the outgoing buffer is under the high-water mark."""
         return not self._writing_paused and self._cork_size < self.write_limit
 
+    def _flush_conn(self) -> None:
+        """Write what the sans-I/O connection has queued (control frames, fragments)."""
+        for out in self.conn.data_to_send():
+            self._write(out)
+
     def _write(self, data: bytes) -> None:
         """Write now, after whatever :meth:`_write_later` still holds (order is kept)."""
         if self._cork is not None:
@@ -197,8 +202,7 @@ class Sender(WebSocketPart):
                 if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
                     self._raise_not_open()
                 self.conn.send_fragment(current, fin=following is None, compress=compress)
-                for data in self.conn.data_to_send():
-                    self._write(data)
+                self._flush_conn()
                 if self._writing_paused:
                     await self._drain()
                 current = following
