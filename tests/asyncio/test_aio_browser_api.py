@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
+import weakref
 from typing import Any
 
 import tether
@@ -138,9 +141,71 @@ async def test_buffered_amount_grows_when_the_peer_stops_reading(
         ws = await opened
         assert ws.buffered_amount == 0
         chunk = b"z" * 65536
-        # broadcast() writes without waiting: the bytes pile up in the transport's buffer.
-        while ws.buffered_amount == 0:
-            assert tether.broadcast([ws], chunk) in (0, 1)
-            await asyncio.sleep(0.01)
+        frame_size = len(chunk) + 10  # RFC 6455 5.2: 2 bytes + a 64-bit length
+        # An open connection with nothing queued is writable: the frame is written (held
+        # until the end of this loop turn, and counted meanwhile).
+        assert tether.broadcast([ws], chunk) == 1
+        assert ws.buffered_amount == frame_size
+        # The peer reads nothing: each turn hands the frames to the transport, whose buffer
+        # grows once the kernel's are full, until it passes write_limit.
+        while True:
+            await asyncio.sleep(0)  # the held frames go to the transport
+            if not ws.writable:
+                break
+            assert tether.broadcast([ws], chunk) == 1
         assert ws.buffered_amount > 0
+        # Over the high-water mark, broadcast skips the connection and counts the drop.
+        assert ws.messages_dropped == 0
+        assert tether.broadcast([ws], chunk) == 0
+        assert ws.messages_dropped == 1
     peer.close()
+
+
+async def test_an_async_callback_task_is_kept_until_it_finishes(serve_ws: Any) -> None:
+    # The loop holds tasks only weakly: a callback task waiting on a future that nothing
+    # else references would be garbage-collected mid-flight if tether dropped it.
+    async def handler(ws: tether.WebSocket) -> None:
+        await ws.wait_closed()
+
+    server = await serve_ws(handler)
+    loop = asyncio.get_running_loop()
+    waiting: list[weakref.ref[asyncio.Future[None]]] = []
+    started = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def on_open() -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiting.append(weakref.ref(waiter))  # the test keeps only a weak reference
+        started.set()
+        await waiter
+        finished.set()
+
+    async with asyncio.timeout(BOUND):
+        ws = await tether.connect(uri(server), on_open=on_open)
+        await started.wait()
+        gc.collect()
+        waiter = waiting[0]()
+        assert waiter is not None
+        waiter.set_result(None)
+        await finished.wait()
+        await ws.close()
+
+
+async def test_an_async_callback_failure_is_logged(serve_ws: Any, caplog: Any) -> None:
+    async def handler(ws: tether.WebSocket) -> None:
+        await ws.close(1000)
+
+    async def on_close(code: int, reason: str) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("boom in on_close")
+
+    server = await serve_ws(handler)
+    caplog.set_level(logging.ERROR, logger="tether")
+    async with asyncio.timeout(BOUND):
+        ws = await tether.connect(uri(server), on_close=on_close)
+        await ws.wait_closed()
+        while not any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records):
+            await asyncio.sleep(0)
+    record = next(r for r in caplog.records if r.exc_info)
+    assert record.getMessage() == f"[{ws.id}] error in callback"
+    assert record.conn_id == ws.id

@@ -1,7 +1,7 @@
 """tether's WebSocket core against real, independent peers.
 
-- tether client <-> ``websockets`` server (Python, in this process)
-- tether client <-> Node ``ws`` server (``tests/node/ws_echo_server.js``)
+- tether client <-> ``websockets`` server (Python, in this process) and Node ``ws`` server
+  (``tests/node/ws_echo_server.js``): one suite, parametrized over the two peers
 - Node ``ws`` client (``tests/node/ws_client.js``) <-> tether server
 - ``websockets`` client <-> tether server
 
@@ -87,188 +87,201 @@ async def expect_closed(ws: Any) -> tether.ConnectionClosed:
 
 
 # ============================================================================================
-# Checks shared by the two "tether client" pairings; `port` is an echo/command server.
+# tether client <-> an echo/command server: `websockets` (Python) and Node `ws`, one suite
 # ============================================================================================
 
 
-async def check_text(port: int, compression: str | None) -> None:
-    async with connect(port, compression=compression) as ws:
-        for message in ["hello tether", UNICODE, "", "x" * 70_000]:
-            got = await echo(ws, message)
-            assert isinstance(got, str)
-            assert got == message
+class WebsocketsPeer:
+    """The ``websockets`` server, in this process; it records closes and handler errors."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.log: Any = None
+
+    async def start(
+        self, compression: str | None = None, subprotocols: list[str] | None = None
+    ) -> int:
+        kwargs: dict[str, Any] = {"compression": compression}
+        if subprotocols:
+            kwargs["subprotocols"] = subprotocols
+        port, self.log = await self.factory(**kwargs)
+        return int(port)
+
+    def assert_no_errors(self) -> None:
+        assert not self.log.errors
+
+    async def wait_closed(self, code: int, reason: str | None = None) -> None:
+        """The server saw one connection end with ``code`` (and ``reason``, if given)."""
+        closes = await self.log.wait_closes(1)
+        assert closes[0][0] == code
+        if reason is not None:
+            assert closes == [(code, reason)]
 
 
-async def check_binary(port: int, compression: str | None) -> None:
-    async with connect(port, compression=compression) as ws:
-        for message in [bytes(range(256)), b"", b"\x00" * 126, os.urandom(65_536)]:
-            got = await echo(ws, message)
-            assert isinstance(got, bytes)
-            assert got == message
+class NodeWsPeer:
+    """The Node ``ws`` server (one process per configuration, shared by a module's tests);
+    it writes ``closed CODE REASON`` on stderr for every connection."""
 
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.server: Any = None
+        self.offset = 0
 
-async def check_big(port: int, compression: str | None) -> None:
-    async with connect(port, compression=compression, max_size=2 * MIB) as ws:
-        random_mib = os.urandom(MIB)  # incompressible: deflate must not grow it past limits
-        assert await echo(ws, random_mib) == random_mib
-        await ws.send(f"cmd:big:{MIB}")
-        got = await recv(ws)
-        assert isinstance(got, bytes) and len(got) == MIB
-        assert got == pattern(MIB, 251)
-
-
-async def check_fragmented(port: int, compression: str | None) -> None:
-    async with connect(port, compression=compression) as ws:
-        # Sent by tether in fragments: the peer must see ONE message (its echo is whole).
-        parts = ["frag-one/", "frag-\u00e9/", "frag-three"]
-        await asyncio.wait_for(ws.send(fragments(*parts)), STEP)
-        assert await recv(ws) == "".join(parts)
-        bparts = [b"\x01" * 1000, b"\x02" * 70_000, b"\x03"]
-        await asyncio.wait_for(ws.send(fragments(*bparts)), STEP)
-        assert await recv(ws) == b"".join(bparts)
-        # Sent by the peer in fragments: tether must reassemble.
-        await ws.send("cmd:fragments:5:abc\u00e9")
-        assert await recv(ws) == "abc\u00e9" * 5
-        await ws.send("cmd:binfragments:4:300")
-        assert await recv(ws) == pattern(300, 256) * 4
-        # The connection is still in sync afterwards.
-        assert await echo(ws, "after") == "after"
-
-
-async def check_pings(port: int, compression: str | None) -> None:
-    async with connect(port, compression=compression) as ws:
-        rtt = await asyncio.wait_for(ws.ping(), STEP)
-        assert isinstance(rtt, (int, float)) and 0 <= rtt < STEP
-        # The peer pings; tether must answer with a pong carrying the same payload.
-        await ws.send("cmd:ping:are-you-there")
-        assert await recv(ws) == "pong:are-you-there"
-        assert await echo(ws, "still here") == "still here"
-
-
-async def check_server_close(port: int, code: int, reason: str) -> None:
-    async with connect(port) as ws:
-        await ws.send(f"cmd:close:{code}:{reason}")
-        exc = await expect_closed(ws)
-        assert (exc.code, exc.reason) == (code, reason)
-        expected = (
-            tether.ConnectionClosedOK if code in (1000, 1001) else tether.ConnectionClosedError
+    async def start(
+        self, compression: str | None = None, subprotocols: list[str] | None = None
+    ) -> int:
+        self.server = self.factory(
+            deflate=compression == "deflate", protocols=",".join(subprotocols or [])
         )
-        assert isinstance(exc, expected)
-        assert (ws.close_code, ws.close_reason) == (code, reason)
+        self.offset = len(self.server.stderr)  # only what this test's connections log
+        return int(self.server.port)
+
+    def assert_no_errors(self) -> None:
+        assert "Error" not in self.server.stderr[self.offset :]
+
+    async def wait_closed(self, code: int, reason: str | None = None) -> None:
+        text = f"closed {code}" if reason is None else f"closed {code} {reason}\n"
+        await wait_for_log(self.server, text, self.offset)
 
 
-async def check_normal_close_ends_iteration(port: int) -> None:
-    async with connect(port) as ws:
-        await ws.send("one")
-        await ws.send(b"two")
-        await ws.send("cmd:close:1000:bye")
-        received = []
-        async with asyncio.timeout(STEP):
-            async for message in ws:
-                received.append(message)
-        assert received == ["one", b"two"]
-        assert ws.close_code == 1000
-        assert ws.close_reason == "bye"
+@pytest.fixture(params=["websockets", "node-ws"])
+def peer(request: Any) -> WebsocketsPeer | NodeWsPeer:
+    if request.param == "websockets":
+        return WebsocketsPeer(request.getfixturevalue("websockets_server"))
+    return NodeWsPeer(request.getfixturevalue("ws_node_server"))
 
 
-async def check_compression_negotiated(port: int, compression: str | None) -> dict[str, Any]:
-    """Returns the server's view (``cmd:info``) after checking tether's."""
-    async with connect(port, compression=compression) as ws:
-        ext = extension_text(ws.extensions)
-        if compression == "deflate":
-            assert "permessage-deflate" in ext
-        else:
-            assert "permessage-deflate" not in ext
-        assert await echo(ws, COMPRESSIBLE) == COMPRESSIBLE
-        assert await echo(ws, COMPRESSIBLE.encode()) == COMPRESSIBLE.encode()
-        await ws.send("cmd:info")
-        info: dict[str, Any] = json.loads(await recv(ws))
-        return info
-
-
-# ============================================================================================
-# tether client <-> websockets server
-# ============================================================================================
-
-
-class TestTetherClientWebsocketsServer:
+class TestTetherClientAgainstPeers:
     @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_text(self, websockets_server: Any, compression: str | None) -> None:
-        port, log = await websockets_server(compression=compression)
-        await check_text(port, compression)
-        assert not log.errors
+    async def test_text(self, peer: Any, compression: str | None) -> None:
+        port = await peer.start(compression)
+        async with connect(port, compression=compression) as ws:
+            for message in ["hello tether", UNICODE, "", "x" * 70_000]:
+                got = await echo(ws, message)
+                assert isinstance(got, str)
+                assert got == message
+        peer.assert_no_errors()
 
     @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_binary(self, websockets_server: Any, compression: str | None) -> None:
-        port, log = await websockets_server(compression=compression)
-        await check_binary(port, compression)
-        assert not log.errors
+    async def test_binary(self, peer: Any, compression: str | None) -> None:
+        port = await peer.start(compression)
+        async with connect(port, compression=compression) as ws:
+            for message in [bytes(range(256)), b"", b"\x00" * 126, os.urandom(65_536)]:
+                got = await echo(ws, message)
+                assert isinstance(got, bytes)
+                assert got == message
+        peer.assert_no_errors()
 
     @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_one_mib_binary(self, websockets_server: Any, compression: str | None) -> None:
-        port, log = await websockets_server(compression=compression)
-        await check_big(port, compression)
-        assert not log.errors
+    async def test_one_mib_binary(self, peer: Any, compression: str | None) -> None:
+        port = await peer.start(compression)
+        async with connect(port, compression=compression, max_size=2 * MIB) as ws:
+            random_mib = os.urandom(MIB)  # incompressible: deflate must not grow it past limits
+            assert await echo(ws, random_mib) == random_mib
+            await ws.send(f"cmd:big:{MIB}")
+            got = await recv(ws)
+            assert isinstance(got, bytes) and len(got) == MIB
+            assert got == pattern(MIB, 251)
+        peer.assert_no_errors()
 
     @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_fragmented_both_ways(
-        self, websockets_server: Any, compression: str | None
-    ) -> None:
-        port, log = await websockets_server(compression=compression)
-        await check_fragmented(port, compression)
-        assert not log.errors
+    async def test_fragmented_both_ways(self, peer: Any, compression: str | None) -> None:
+        port = await peer.start(compression)
+        async with connect(port, compression=compression) as ws:
+            # Sent by tether in fragments: the peer must see ONE message (its echo is whole).
+            parts = ["frag-one/", "frag-\u00e9/", "frag-three"]
+            await asyncio.wait_for(ws.send(fragments(*parts)), STEP)
+            assert await recv(ws) == "".join(parts)
+            bparts = [b"\x01" * 1000, b"\x02" * 70_000, b"\x03"]
+            await asyncio.wait_for(ws.send(fragments(*bparts)), STEP)
+            assert await recv(ws) == b"".join(bparts)
+            # Sent by the peer in fragments: tether must reassemble.
+            await ws.send("cmd:fragments:5:abc\u00e9")
+            assert await recv(ws) == "abc\u00e9" * 5
+            await ws.send("cmd:binfragments:4:300")
+            assert await recv(ws) == pattern(300, 256) * 4
+            # The connection is still in sync afterwards.
+            assert await echo(ws, "after") == "after"
+        peer.assert_no_errors()
 
     @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_pings_both_ways(self, websockets_server: Any, compression: str | None) -> None:
-        port, log = await websockets_server(compression=compression)
-        await check_pings(port, compression)
-        assert not log.errors
+    async def test_pings_both_ways(self, peer: Any, compression: str | None) -> None:
+        port = await peer.start(compression)
+        async with connect(port, compression=compression) as ws:
+            rtt = await asyncio.wait_for(ws.ping(), STEP)
+            assert isinstance(rtt, (int, float)) and 0 <= rtt < STEP
+            # The peer pings; tether must answer with a pong carrying the same payload.
+            await ws.send("cmd:ping:are-you-there")
+            assert await recv(ws) == "pong:are-you-there"
+            assert await echo(ws, "still here") == "still here"
+        peer.assert_no_errors()
 
     @pytest.mark.parametrize(
         ("code", "reason"), [(1000, "bye"), (1001, "going away"), (4001, "custom: r\u00e9ason")]
     )
-    async def test_close_from_server(self, websockets_server: Any, code: int, reason: str) -> None:
-        port, _ = await websockets_server()
-        await check_server_close(port, code, reason)
+    async def test_close_from_server(self, peer: Any, code: int, reason: str) -> None:
+        async with connect(await peer.start()) as ws:
+            await ws.send(f"cmd:close:{code}:{reason}")
+            exc = await expect_closed(ws)
+            assert (exc.code, exc.reason) == (code, reason)
+            expected = (
+                tether.ConnectionClosedOK if code in (1000, 1001) else tether.ConnectionClosedError
+            )
+            assert isinstance(exc, expected)
+            assert (ws.close_code, ws.close_reason) == (code, reason)
 
-    async def test_normal_close_ends_iteration(self, websockets_server: Any) -> None:
-        port, _ = await websockets_server()
-        await check_normal_close_ends_iteration(port)
+    async def test_normal_close_ends_iteration(self, peer: Any) -> None:
+        async with connect(await peer.start()) as ws:
+            await ws.send("one")
+            await ws.send(b"two")
+            await ws.send("cmd:close:1000:bye")
+            received = []
+            async with asyncio.timeout(STEP):
+                async for message in ws:
+                    received.append(message)
+            assert received == ["one", b"two"]
+            assert ws.close_code == 1000
+            assert ws.close_reason == "bye"
 
     @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4002, "client says bye")])
-    async def test_close_from_client(self, websockets_server: Any, code: int, reason: str) -> None:
-        port, log = await websockets_server()
-        async with connect(port) as ws:
+    async def test_close_from_client(self, peer: Any, code: int, reason: str) -> None:
+        async with connect(await peer.start()) as ws:
             assert await echo(ws, "hi") == "hi"
             await asyncio.wait_for(ws.close(code=code, reason=reason), STEP)
             assert ws.close_code == code  # the server echoes the code back (RFC 6455 5.5.1)
-        assert await log.wait_closes(1) == [(code, reason)]
+        await peer.wait_closed(code, reason)
 
     @pytest.mark.parametrize("compression", COMPRESSIONS)
     async def test_compression_negotiated_and_used(
-        self, websockets_server: Any, counting_relay: Any, compression: str | None
+        self, peer: Any, counting_relay: Any, compression: str | None
     ) -> None:
-        port, _ = await websockets_server(compression="deflate")
-        relay = await counting_relay(port)
-        info = await check_compression_negotiated(relay.port, compression)
+        # The server always offers deflate; only the client's choice varies. The relay
+        # counts the bytes on the wire, whatever the peers report.
+        relay = await counting_relay(await peer.start("deflate"))
+        async with connect(relay.port, compression=compression) as ws:
+            ext = extension_text(ws.extensions)
+            assert ("permessage-deflate" in ext) is (compression == "deflate")
+            assert await echo(ws, COMPRESSIBLE) == COMPRESSIBLE
+            assert await echo(ws, COMPRESSIBLE.encode()) == COMPRESSIBLE.encode()
+            await ws.send("cmd:info")
+            info: dict[str, Any] = json.loads(await recv(ws))
         if compression == "deflate":
-            assert info["extensions"] == ["permessage-deflate"]
+            assert extension_text(info["extensions"]) == "permessage-deflate"
             # Two copies of ~280 KiB each way: compressed, both directions stay tiny.
             assert relay.upstream < 20_000, relay.upstream
             assert relay.downstream < 20_000, relay.downstream
         else:
-            assert info["extensions"] == []
+            assert extension_text(info["extensions"]) == ""
             assert relay.upstream > 2 * len(COMPRESSIBLE)
             assert relay.downstream > 2 * len(COMPRESSIBLE)
 
-    async def test_deflate_offered_but_declined(self, websockets_server: Any) -> None:
-        port, _ = await websockets_server(compression=None)
-        async with connect(port, compression="deflate") as ws:
+    async def test_deflate_offered_but_declined(self, peer: Any) -> None:
+        async with connect(await peer.start(None), compression="deflate") as ws:
             assert "permessage-deflate" not in extension_text(ws.extensions)
             assert await echo(ws, COMPRESSIBLE) == COMPRESSIBLE
 
-    async def test_subprotocol_path_and_headers(self, websockets_server: Any) -> None:
-        port, _ = await websockets_server(subprotocols=["chat.v2", "chat.v1"])
+    async def test_subprotocol_path_and_headers(self, peer: Any) -> None:
+        port = await peer.start(subprotocols=["chat.v2", "chat.v1"])
         async with connect(
             port,
             "/room/42?user=ada",
@@ -279,8 +292,21 @@ class TestTetherClientWebsocketsServer:
             await ws.send("cmd:info")
             info = json.loads(await recv(ws))
         assert info["path"] == "/room/42?user=ada"
-        assert info["subprotocol"] == "chat.v1"
+        assert info.get("subprotocol", info.get("protocol")) == "chat.v1"
         assert info["headers"]["x-tether-test"] == "yes"
+
+    async def test_incoming_message_over_max_size(self, peer: Any) -> None:
+        async with connect(await peer.start(), max_size=1000) as ws:
+            assert await echo(ws, b"x" * 1000) == b"x" * 1000  # the limit itself is allowed
+            await ws.send("cmd:big:1001")
+            exc = await expect_closed(ws)
+            assert isinstance(exc, tether.ConnectionClosedError)
+        # tether failed the connection with 1009 (RFC 6455 7.4.1): the peer saw that code.
+        await peer.wait_closed(1009)
+
+
+class TestTetherClientWebsocketsServer:
+    """What only the ``websockets`` server is set up to show."""
 
     async def test_await_connect_form(self, websockets_server: Any) -> None:
         port, log = await websockets_server()
@@ -308,122 +334,16 @@ class TestTetherClientWebsocketsServer:
         assert b"no entry here" in exc.body
         assert ("x-why", "test") in [(k.lower(), v) for k, v in exc.headers]
 
-    async def test_incoming_message_over_max_size(self, websockets_server: Any) -> None:
-        port, log = await websockets_server()
-        async with connect(port, max_size=1000) as ws:
-            assert await echo(ws, b"x" * 1000) == b"x" * 1000  # the limit itself is allowed
-            await ws.send("cmd:big:1001")
-            exc = await expect_closed(ws)
-            assert isinstance(exc, tether.ConnectionClosedError)
-            # tether failed the connection with 1009 (RFC 6455 7.4.1): the peer saw that code.
-            assert exc.sent_code == 1009 or ws.close_code == 1009
-        closes = await log.wait_closes(1)
-        assert closes[0][0] == 1009
-
-
-# ============================================================================================
-# tether client <-> Node `ws` server
-# ============================================================================================
-
-
-def _ws_port(ws_node_server: Any, compression: str | None, protocols: str = "") -> int:
-    port: int = ws_node_server(deflate=compression == "deflate", protocols=protocols).port
-    return port
-
 
 class TestTetherClientNodeWsServer:
-    @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_text(self, ws_node_server: Any, compression: str | None) -> None:
-        await check_text(_ws_port(ws_node_server, compression), compression)
-
-    @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_binary(self, ws_node_server: Any, compression: str | None) -> None:
-        await check_binary(_ws_port(ws_node_server, compression), compression)
-
-    @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_one_mib_binary(self, ws_node_server: Any, compression: str | None) -> None:
-        await check_big(_ws_port(ws_node_server, compression), compression)
-
-    @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_fragmented_both_ways(self, ws_node_server: Any, compression: str | None) -> None:
-        await check_fragmented(_ws_port(ws_node_server, compression), compression)
-
-    @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_pings_both_ways(self, ws_node_server: Any, compression: str | None) -> None:
-        await check_pings(_ws_port(ws_node_server, compression), compression)
-
-    @pytest.mark.parametrize(
-        ("code", "reason"), [(1000, "bye"), (1001, "going away"), (4001, "custom: r\u00e9ason")]
-    )
-    async def test_close_from_server(self, ws_node_server: Any, code: int, reason: str) -> None:
-        await check_server_close(_ws_port(ws_node_server, None), code, reason)
-
-    async def test_normal_close_ends_iteration(self, ws_node_server: Any) -> None:
-        await check_normal_close_ends_iteration(_ws_port(ws_node_server, None))
-
-    @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4002, "client says bye")])
-    async def test_close_from_client(self, ws_node_server: Any, code: int, reason: str) -> None:
-        server = ws_node_server()
-        start = len(server.stderr)
-        async with connect(server.port) as ws:
-            assert await echo(ws, "hi") == "hi"
-            await asyncio.wait_for(ws.close(code=code, reason=reason), STEP)
-            assert ws.close_code == code
-        # The Node server logs "closed CODE REASON" on stderr for every connection.
-        await wait_for_log(server, f"closed {code} {reason}\n", start)
+    """What only the Node ``ws`` server is set up to show."""
 
     async def test_abrupt_disconnect_is_1006(self, ws_node_server: Any) -> None:
-        async with connect(_ws_port(ws_node_server, None)) as ws:
+        async with connect(ws_node_server().port) as ws:
             await ws.send("cmd:terminate")
             exc = await expect_closed(ws)
             assert isinstance(exc, tether.ConnectionClosedError)
             assert exc.code == 1006
-
-    @pytest.mark.parametrize("compression", COMPRESSIONS)
-    async def test_compression_negotiated_and_used(
-        self, ws_node_server: Any, compression: str | None
-    ) -> None:
-        # The server always offers deflate; only the client's choice varies.
-        port = ws_node_server(deflate=True).port
-        info = await check_compression_negotiated(port, compression)
-        if compression == "deflate":
-            assert info["extensions"] == "permessage-deflate"
-            assert info["bytesRead"] < 20_000, info
-            assert info["bytesWritten"] < 20_000, info
-        else:
-            assert info["extensions"] == ""
-            assert info["bytesRead"] > 2 * len(COMPRESSIBLE)
-            assert info["bytesWritten"] > 2 * len(COMPRESSIBLE)
-
-    async def test_deflate_offered_but_declined(self, ws_node_server: Any) -> None:
-        async with connect(_ws_port(ws_node_server, None), compression="deflate") as ws:
-            assert "permessage-deflate" not in extension_text(ws.extensions)
-            assert await echo(ws, COMPRESSIBLE) == COMPRESSIBLE
-
-    async def test_subprotocol_path_and_headers(self, ws_node_server: Any) -> None:
-        port = _ws_port(ws_node_server, None, protocols="chat.v2,chat.v1")
-        async with connect(
-            port,
-            "/room/42?user=ada",
-            subprotocols=["chat.v1"],
-            additional_headers={"X-Tether-Test": "yes"},
-        ) as ws:
-            assert ws.subprotocol == "chat.v1"
-            await ws.send("cmd:info")
-            info = json.loads(await recv(ws))
-        assert info["path"] == "/room/42?user=ada"
-        assert info["protocol"] == "chat.v1"
-        assert info["headers"]["x-tether-test"] == "yes"
-
-    async def test_incoming_message_over_max_size(self, ws_node_server: Any) -> None:
-        server = ws_node_server()
-        start = len(server.stderr)
-        async with connect(server.port, max_size=1000) as ws:
-            assert await echo(ws, b"x" * 1000) == b"x" * 1000
-            await ws.send("cmd:big:1001")
-            exc = await expect_closed(ws)
-            assert isinstance(exc, tether.ConnectionClosedError)
-        await wait_for_log(server, "closed 1009", start)
 
 
 # ============================================================================================

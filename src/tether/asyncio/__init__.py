@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from .client import Backoff, WebSocketURI, connect, parse_uri
 from .connection import Data, WebSocket, broadcast
+from .options import ConnectionOptions
 from .server import Server, serve
 
 __all__ = [
     "Backoff",
+    "ConnectionOptions",
     "Data",
     "Server",
     "WebSocket",

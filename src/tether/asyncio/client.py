@@ -20,8 +20,7 @@ from ..exceptions import (
     InvalidURI,
     OpenTimeout,
 )
-from ..protocol.connection import DEFAULT_MAX_SIZE, Connection, Side
-from ..protocol.deflate import DeflateOptions
+from ..protocol.connection import DEFAULT_MAX_SIZE, Side
 from ..protocol.handshake import (
     Response,
     build_client_request,
@@ -30,6 +29,7 @@ from ..protocol.handshake import (
 )
 from .connection import WebSocket
 from .http import HTTPError, ResponseParser
+from .options import Compression, ConnectionOptions, deflate_options
 
 __all__ = ["Backoff", "WebSocketURI", "connect", "parse_uri"]
 
@@ -186,6 +186,8 @@ class connect:
         InvalidHandshake: any other handshake failure.
         OpenTimeout: the handshake took longer than ``open_timeout``.
         OSError: the TCP connection failed.
+        ValueError: an unsupported ``compression``.
+        TypeError: an unknown keyword argument (at once, before connecting).
     """
 
     def __init__(
@@ -194,7 +196,7 @@ class connect:
         *,
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
-        compression: str | DeflateOptions | None = "deflate",
+        compression: Compression = "deflate",
         subprotocols: Sequence[str] | None = None,
         origin: str | None = None,
         additional_headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
@@ -218,38 +220,36 @@ class connect:
             raise InvalidURI("an ssl context was given for a ws:// URI")
         self.ssl = ssl
         self.server_hostname = server_hostname
-        if compression is None:
-            self.deflate = None
-        elif isinstance(compression, DeflateOptions):
-            self.deflate = compression
-        elif compression == "deflate":
-            self.deflate = DeflateOptions()
-        else:
-            raise ValueError(f"unsupported compression: {compression!r}")
+        self.options = ConnectionOptions(
+            Side.CLIENT,
+            deflate_options(compression, Side.CLIENT),
+            max_size=max_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+        )
         self.subprotocols = subprotocols
         self.origin = origin
         if isinstance(additional_headers, dict):
             additional_headers = list(additional_headers.items())
         self.additional_headers = list(additional_headers or ())
         self.user_agent = user_agent
-        self.max_size = max_size
-        self.max_queue = max_queue
-        self.write_limit = write_limit
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
         self.backoff = backoff or Backoff()
         self._ws: WebSocket | None = None
 
     async def _create(self) -> WebSocket:
         try:
-            async with asyncio.timeout(self.open_timeout):
+            async with asyncio.timeout(self.options.open_timeout):
                 return await self._handshake()
         except TimeoutError as exc:
             if isinstance(exc, OpenTimeout):
                 raise
-            raise OpenTimeout(f"opening handshake timed out after {self.open_timeout}s") from exc
+            raise OpenTimeout(
+                f"opening handshake timed out after {self.options.open_timeout}s"
+            ) from exc
 
     async def _handshake(self) -> WebSocket:
         loop = asyncio.get_running_loop()
@@ -260,7 +260,7 @@ class connect:
             uri.target,
             key,
             subprotocols=self.subprotocols,
-            deflate=self.deflate,
+            deflate=self.options.deflate,
             origin=self.origin,
             additional_headers=self.additional_headers,
             user_agent=self.user_agent,
@@ -281,21 +281,13 @@ class connect:
         try:
             response, leftover = await proto.done
             subprotocol, deflate = check_client_response(
-                response, key, subprotocols=self.subprotocols, deflate=self.deflate
+                response, key, subprotocols=self.subprotocols, deflate=self.options.deflate
             )
         except BaseException:
             transport.abort()
             raise
-        ws = WebSocket(
-            Connection(Side.CLIENT, max_size=self.max_size, deflate=deflate),
-            request=request,
-            response=response,
-            subprotocol=subprotocol,
-            max_queue=self.max_queue,
-            write_limit=self.write_limit,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
+        ws = self.options.websocket(
+            deflate, request=request, response=response, subprotocol=subprotocol
         )
         on_open, on_message, on_error, on_close = self._callbacks
         ws.on_open, ws.on_error, ws.on_close = on_open, on_error, on_close

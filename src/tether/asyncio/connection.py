@@ -4,14 +4,15 @@ Two APIs on one object: the asyncio one (``async for message in ws``, ``await ws
 and the browser-like one (``on_open``, ``on_message``, ``on_error``, ``on_close``,
 ``ready_state``, ``buffered_amount``).
 
-Flow control, both ways:
+One concept per module; :class:`WebSocket` combines them as mixins, so a connection is one
+object with one set of slots (small when idle, no indirection per message):
 
-* sending: ``await ws.send()`` writes the frame, then waits while the transport's write
-  buffer is above ``write_limit`` (the high-water mark), so a peer that never reads cannot
-  grow the sender's memory past about ``write_limit`` plus one message;
-* receiving: messages wait in a queue of at most ``max_queue`` messages; when it is full the
-  transport stops reading from the socket (TCP pushes back on the peer), and reading
-  resumes once the queue drops to a quarter of that.
+* this module: the ``asyncio.Protocol`` glue, the reading loop (``data_received``), the
+  closing handshake and the callbacks;
+* :mod:`.messages`: the bounded incoming queue (``recv()``, ``async for``, ``on_message``);
+  when it holds ``max_queue`` messages, reading from the socket pauses;
+* :mod:`.sending`: ``send()`` and outgoing backpressure (``write_limit``), :func:`broadcast`;
+* :mod:`.keepalive`: pings, pongs and keepalive timeouts.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import asyncio
 import inspect
 import itertools
 import logging
-import os
-import time
-from collections.abc import AsyncIterable, Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from ..exceptions import (
     ConnectionClosed,
@@ -35,14 +34,20 @@ from ..protocol.connection import Connection, State
 from ..protocol.events import BinaryMessage, CloseReceived, Pong, TextMessage
 from ..protocol.frames import serialize_close
 from ..protocol.handshake import Request, Response
+from .keepalive import Keepalive
 from .linger import LINGER_TIMEOUT, linger_close
+from .messages import Data, MessageQueue
+from .sending import Sender, broadcast
 
 __all__ = ["Data", "WebSocket", "broadcast"]
 
-Data = str | bytes
 logger = logging.getLogger("tether")
 _ids = itertools.count(1)
 _OK_CODES = frozenset({1000, 1001, 1005})
+# Tasks running async callbacks (on_open, on_close, ... when they are coroutine functions).
+# The loop keeps only weak references to tasks: without this set one could be garbage-
+# collected mid-flight. Each task leaves it when done.
+_callback_tasks: set[asyncio.Future[Any]] = set()
 
 
 class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -54,7 +59,7 @@ class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{extra.get('conn_id')}] {msg}", kwargs
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
     """An open (or opening) WebSocket connection.
 
     Created by :func:`tether.serve` (passed to the handler) and :func:`tether.connect`;
@@ -180,33 +185,6 @@ class WebSocket(asyncio.Protocol):
         if log is None:
             log = self._log = _ConnLogger(logger, {"conn_id": self.id})
         return log
-
-    @property
-    def on_message(self) -> Callable[[Data], Any] | None:
-        """Browser-like ``on_message(data)`` callback (sync or async).
-
-        Setting it on an open connection starts delivering messages to it, in order
-        (instead of to :meth:`recv`); reading still pauses while a callback runs, so the
-        incoming queue stays bounded.
-        """
-        return self._on_message
-
-    @on_message.setter
-    def on_message(self, callback: Callable[[Data], Any] | None) -> None:
-        self._on_message = callback
-        if callback is not None and not inspect.iscoroutinefunction(callback):
-            self._direct = callback
-            while self._messages:  # hand over what was already queued, in order
-                callback(self._messages.pop(0))
-            return
-        self._direct = None
-        if (
-            callback is not None
-            and self._pump is None
-            and self.transport is not None
-            and not self._closed.done()
-        ):
-            self._pump = asyncio.ensure_future(self._pump_messages())
 
     @property
     def ready_state(self) -> State:
@@ -384,12 +362,7 @@ class WebSocket(asyncio.Protocol):
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
-        closed = self._closed_exception()
-        for fut, _ in self._pings.values():
-            if not fut.done():
-                fut.set_exception(closed)
-                fut.exception()  # mark retrieved
-        self._pings.clear()
+        self._fail_pings(self._closed_exception())
         if not self._closed.done():
             self._closed.set_result(None)
         self.log.debug("closed: code %s", self.conn.close_code)
@@ -422,312 +395,10 @@ class WebSocket(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    # ------------------------------------------------------------------ receiving
-
-    async def recv(self) -> Data:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
-
-        Raises:
-            ConnectionClosedOK: the connection closed normally and no message is left.
-            ConnectionClosedError: the connection closed with an error.
-            InvalidState: another coroutine is already waiting in ``recv()``.
-        """
-        messages = self._messages
-        while not messages:
-            if self.conn.pending_failure is not None:
-                self._apply_failure()
-            if self._closed.done() or self.conn.state is State.CLOSED:
-                raise self._closed_exception()
-            if self.conn.close_rcvd is not None or self.conn.failure is not None:
-                await asyncio.shield(self._closed)
-                continue
-            if self._recv_waiter is not None:
-                raise InvalidState("another coroutine is already waiting for a message")
-            waiter = self._recv_waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                if self._recv_waiter is waiter:
-                    self._recv_waiter = None
-        message = messages.pop(0)
-        if self._reading_paused and len(messages) <= self.max_queue // 4:
-            self._reading_paused = False
-            if not self._held and self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
-        return message
-
-    def __aiter__(self) -> WebSocket:
-        return self
-
-    async def __anext__(self) -> Data:
-        """``async for message in ws``: ends on a normal close, raises on an error close."""
-        messages = self._messages
-        if messages and not self._reading_paused:
-            return messages.pop(0)
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
-
-    # ------------------------------------------------------------------ sending
-
-    async def send(
-        self, message: Data | AsyncIterable[Data] | Iterable[Data], *, compress: bool | None = None
-    ) -> None:
-        """Send a message, waiting while the outgoing buffer is above the high-water mark.
-
-        Args:
-            message: ``str`` (text), ``bytes`` (binary), or an (async) iterable of
-                fragments of one type, sent as one fragmented message.
-            compress: force permessage-deflate on or off for this message.
-
-        Raises:
-            ConnectionClosed: the connection is closed or closing.
-            InvalidState: the connection is still opening.
-            TypeError: a message of another type.
-        """
-        conn = self.conn
-        if isinstance(message, (str, bytes)):
-            if self._send_lock is not None and self._send_lock.locked():
-                async with self._send_lock:
-                    self._send_one(message, compress)
-            else:
-                self._send_one(message, compress)
-        elif isinstance(message, (bytearray, memoryview)):
-            self._send_one(bytes(message), compress)
-        elif isinstance(message, (AsyncIterable, Iterable)) and not isinstance(message, dict):
-            await self._send_fragments(message, compress)  # type: ignore[arg-type]
-            return
-        else:
-            raise TypeError(f"cannot send {type(message).__name__}")
-        if self._writing_paused and conn.state is State.OPEN:
-            await self._drain()
-
-    def send_nowait(self, message: Data, *, compress: bool | None = None) -> bool:
-        """Write a message without waiting for backpressure.
-
-        For layers that keep their own bounded queue (the engine): the return value tells
-        whether the outgoing buffer is still under the high-water mark.
-
-        Returns:
-            False when the caller should wait (see :meth:`drain`) before writing more.
-
-        Raises:
-            ConnectionClosed: the connection is closed or closing.
-        """
-        self._send_one(message, compress)
-        return self.writable
-
-    def write_frame(self, frame: bytes) -> None:
-        """Write an already encoded, unmasked, uncompressed server frame as is.
-
-        For broadcasts that encode a message once for many connections (see
-        :func:`broadcast`); the caller checks :attr:`writable` for backpressure.
-
-        Raises:
-            ConnectionClosed: the connection is closed or closing.
-            InvalidState: a client connection (it must mask), or a fragmented send is
-                in progress.
-        """
-        conn = self.conn
-        if conn.state is not State.OPEN or conn.close_sent is not None:
-            self._raise_not_open()
-        if conn._is_client or conn._send_opcode:
-            raise InvalidState("cannot write a shared frame on this connection now")
-        self._write_later(frame)
-
-    @property
-    def writable(self) -> bool:
-        """Whether the outgoing buffer is under the high-water mark."""
-        return not self._writing_paused and self._cork_size < self.write_limit
-
-    def _write(self, data: bytes) -> None:
-        """Write now, after whatever :meth:`_write_later` still holds (order is kept)."""
-        if self._cork is not None:
-            self._flush_cork()
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def _write_later(self, data: bytes) -> None:
-        """Write at the end of this event-loop turn, joined with the turn's other frames.
-
-        A burst of frames for one connection (a broadcast loop, an engine flush) then
-        costs one system call instead of one per frame. Bounded: callers check
-        :attr:`writable`, which counts these bytes.
-        """
-        cork = self._cork
-        if cork is None:
-            self._cork = [data]
-            self._cork_size = len(data)
-            self._loop.call_soon(self._flush_cork)
-        else:
-            cork.append(data)
-            self._cork_size += len(data)
-
-    def _flush_cork(self) -> None:
-        cork = self._cork
-        if cork is None:
-            return
-        self._cork = None
-        self._cork_size = 0
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
-
-    async def drain(self) -> None:
-        """Wait until the outgoing buffer is under the high-water mark.
-
-        Raises:
-            ConnectionClosed: the connection closed while waiting.
-        """
-        if self._writing_paused:
-            await self._drain()
-
-    def _send_one(self, message: Data, compress: bool | None) -> None:
-        try:
-            frame = self.conn.encode_message(message, compress=compress)
-        except InvalidState:
-            self._raise_not_open()
-            raise
-        self._write(frame)
-
-    async def _send_fragments(
-        self, fragments: AsyncIterable[Data] | Iterable[Data], compress: bool | None
-    ) -> None:
-        if self._send_lock is None:
-            self._send_lock = asyncio.Lock()
-        async with self._send_lock:
-            iterator: Any
-            if isinstance(fragments, AsyncIterable):
-                iterator = fragments.__aiter__()
-
-                async def next_fragment() -> Data | None:
-                    try:
-                        return await iterator.__anext__()  # type: ignore[no-any-return]
-                    except StopAsyncIteration:
-                        return None
-            else:
-                sync_iterator = iter(fragments)
-
-                async def next_fragment() -> Data | None:
-                    return next(sync_iterator, None)
-
-            current = await next_fragment()
-            if current is None:
-                return
-            kind = type(current)
-            while current is not None:
-                following = await next_fragment()
-                if not isinstance(current, (str, bytes)):
-                    raise TypeError("fragments must be str or bytes")
-                if type(current) is not kind:
-                    raise TypeError("all fragments of a message must be of the same type")
-                if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
-                    self._raise_not_open()
-                self.conn.send_fragment(current, fin=following is None, compress=compress)
-                for data in self.conn.data_to_send():
-                    self._write(data)
-                if self._writing_paused:
-                    await self._drain()
-                current = following
-
-    async def _drain(self) -> None:
-        while self._writing_paused and not self._closed.done():
-            if self._drain_waiter is None or self._drain_waiter.done():
-                self._drain_waiter = self._loop.create_future()
-            await asyncio.shield(self._drain_waiter)
-        if self._closed.done() and self.conn.close_rcvd is None:
-            raise self._closed_exception()
-
-    def _raise_not_open(self) -> None:
+    def _raise_not_open(self) -> NoReturn:
         if self.ready_state is State.CONNECTING:
             raise InvalidState("the connection is not open yet")
         raise self._closed_exception()
-
-    async def ping(self, data: bytes | None = None) -> float:
-        """Send a ping and wait for its pong.
-
-        Returns:
-            The round-trip time in seconds.
-
-        Raises:
-            ConnectionClosed: the connection closed before the pong came.
-        """
-        if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
-            self._raise_not_open()
-        payload = data if data is not None else os.urandom(4)
-        while payload in self._pings:
-            payload = os.urandom(4)
-        fut: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = (fut, time.perf_counter())
-        self.conn.send_ping(payload)
-        for out in self.conn.data_to_send():
-            self._write(out)
-        return await fut
-
-    async def pong(self, data: bytes = b"") -> None:
-        """Send an unsolicited pong (a one-way heartbeat).
-
-        Raises:
-            ConnectionClosed: the connection is closed.
-        """
-        if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
-            self._raise_not_open()
-        self.conn.send_pong(data)
-        for out in self.conn.data_to_send():
-            self._write(out)
-
-    def _on_pong(self, payload: bytes) -> None:
-        if payload not in self._pings:
-            return
-        now = time.perf_counter()
-        # A pong answers its ping and every earlier one (RFC 6455 5.5.3 allows coalescing).
-        for key in list(self._pings):
-            fut, sent_at = self._pings.pop(key)
-            if not fut.done():
-                fut.set_result(now - sent_at)
-            if key == payload:
-                break
-        if self._ping_deadline is not None:
-            self._ping_deadline.cancel()
-            self._ping_deadline = None
-
-    # ------------------------------------------------------------------ keepalive
-
-    def _schedule_keepalive(self) -> None:
-        if self.ping_interval is not None and self.ping_interval > 0:
-            self._keepalive = self._loop.call_later(self.ping_interval, self._keepalive_ping)
-
-    def _keepalive_ping(self) -> None:
-        self._keepalive = None
-        if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
-            return
-        if self._ping_deadline is None:
-            payload = os.urandom(4)
-            fut: asyncio.Future[float] = self._loop.create_future()
-            fut.add_done_callback(_consume_exception)
-            self._pings[payload] = (fut, time.perf_counter())
-            self.conn.send_ping(payload)
-            for out in self.conn.data_to_send():
-                self._write(out)
-            if self.ping_timeout is not None and self.ping_timeout > 0:
-                self._ping_deadline = self._loop.call_later(
-                    self.ping_timeout, self._keepalive_timeout
-                )
-        self._schedule_keepalive()
-
-    def _keepalive_timeout(self) -> None:
-        self._ping_deadline = None
-        if self.conn.state is not State.OPEN:
-            return
-        self.log.info("no pong within %ss: closing with 1011", self.ping_timeout)
-        self._abnormal = ConnectionClosedError(1011, "keepalive ping timeout")
-        self.conn.send_close(1011, "keepalive ping timeout")
-        for out in self.conn.data_to_send():
-            self._write(out)
-        # The peer is unresponsive: do not wait for its close frame.
-        if self.transport is not None:
-            self.transport.close()
-            self._close_timer = self._loop.call_later(self.close_timeout, self._abort)
 
     # ------------------------------------------------------------------ closing
 
@@ -746,8 +417,7 @@ class WebSocket(asyncio.Protocol):
             return
         if conn.state is State.OPEN:
             conn.send_close(code, reason)
-            for out in conn.data_to_send():
-                self._write(out)
+            self._flush_conn()
             self._after_close_step()
         else:
             # validate arguments all the same: misuse raises at once
@@ -800,12 +470,17 @@ class WebSocket(asyncio.Protocol):
         try:
             result = callback(*args)
             if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                task.add_done_callback(self._callback_done)
+                self._track(asyncio.ensure_future(result))
         except Exception:
             self.log.exception("error in %s callback", name)
 
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        """Keep a reference to a callback task until it is done, and log its failure."""
+        _callback_tasks.add(task)
+        task.add_done_callback(self._callback_done)
+
     def _callback_done(self, task: asyncio.Future[Any]) -> None:
+        _callback_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self.log.error("error in callback", exc_info=task.exception())
 
@@ -818,61 +493,5 @@ class WebSocket(asyncio.Protocol):
         if self._on_message is not None and self._pump is None and self._direct is None:
             self.on_message = self._on_message
 
-    async def _pump_messages(self) -> None:
-        try:
-            async for message in self:
-                callback = self.on_message
-                if callback is None:
-                    continue
-                try:
-                    result = callback(message)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception as exc:
-                    self.log.exception("error in on_message callback")
-                    self._fire("on_error", exc)
-        except ConnectionClosedError:
-            pass
-
     def __repr__(self) -> str:
         return f"<WebSocket {self.id} {self.ready_state.name}>"
-
-
-def _consume_exception(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
-
-def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
-    """Send ``message`` to every open connection without waiting.
-
-    Server-side frames are encoded once and the same bytes are written to every
-    recipient. Backpressure is respected: a recipient whose write buffer is above its
-    high-water mark (or that is sending a fragmented message) is skipped, and its
-    ``messages_dropped`` counter grows. Use ``await ws.send()`` per connection when every
-    message must arrive.
-
-    Returns:
-        How many connections the message was written to.
-    """
-    from ..protocol.connection import encode_server_frame
-
-    frame: bytes | None = None
-    sent = 0
-    for ws in connections:
-        conn = ws.conn
-        if conn.state is not State.OPEN or conn.close_sent is not None or ws.transport is None:
-            continue
-        if not ws.writable or conn._send_opcode:
-            ws.messages_dropped += 1
-            continue
-        if conn._is_client:
-            conn.send_message(message, compress=False)
-            for out in conn.data_to_send():
-                ws._write(out)
-        else:
-            if frame is None:
-                frame = encode_server_frame(message)
-            ws._write_later(frame)  # a burst of broadcasts leaves in one write
-        sent += 1
-    return sent

@@ -17,12 +17,12 @@ from types import TracebackType
 from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidRequest
-from ..protocol.connection import DEFAULT_MAX_SIZE, Connection, Side
-from ..protocol.deflate import DeflateOptions
+from ..protocol.connection import DEFAULT_MAX_SIZE, Side
 from ..protocol.handshake import Request, Response, is_upgrade_request, server_accept
 from .connection import WebSocket
 from .http import HTTPError, RequestParser
 from .linger import linger_close
+from .options import Compression, ConnectionOptions, deflate_options
 
 __all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
 
@@ -31,17 +31,6 @@ logger = logging.getLogger("tether.server")
 Handler = Callable[[WebSocket], Awaitable[None]]
 ProcessRequest = Callable[[Request], "Response | Awaitable[Response | None] | None"]
 HTTPHandler = Callable[[Request], Awaitable[Response]]
-
-
-def _deflate_options(compression: str | DeflateOptions | None) -> DeflateOptions | None:
-    if compression is None:
-        return None
-    if isinstance(compression, DeflateOptions):
-        return compression
-    if compression == "deflate":
-        # Bounded memory per connection: a 32 KiB window and a small memLevel.
-        return DeflateOptions(server_max_window_bits=15, mem_level=5)
-    raise ValueError(f"unsupported compression: {compression!r}")
 
 
 class _HTTPProtocol(asyncio.Protocol):
@@ -71,14 +60,14 @@ class _HTTPProtocol(asyncio.Protocol):
     def _arm_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        timeout = self.server.open_timeout
+        timeout = self.server.options.open_timeout
         if timeout is not None:
             self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         self.timer = None
         if self.transport is not None and not self.busy:
-            logger.info("no complete request in %ss: closing", self.server.open_timeout)
+            logger.info("no complete request in %ss: closing", self.server.options.open_timeout)
             self._respond(Response.text(408, "request timeout"), close=True)
 
     def data_received(self, data: bytes) -> None:
@@ -212,7 +201,7 @@ class _HTTPProtocol(asyncio.Protocol):
             accepted = server_accept(
                 request,
                 subprotocols=server.subprotocols,
-                deflate=server.deflate,
+                deflate=server.options.deflate,
                 origins=server.origins,
             )
         except InvalidRequest as exc:
@@ -226,16 +215,11 @@ class _HTTPProtocol(asyncio.Protocol):
             server.process_response(request, accepted.response)
         self._forget()
         transport.write(accepted.response.serialize())
-        ws = WebSocket(
-            Connection(Side.SERVER, max_size=server.max_size, deflate=accepted.deflate),
+        ws = server.options.websocket(
+            accepted.deflate,
             request=request,
             response=accepted.response,
             subprotocol=accepted.subprotocol,
-            max_queue=server.max_queue,
-            write_limit=server.write_limit,
-            ping_interval=server.ping_interval,
-            ping_timeout=server.ping_timeout,
-            close_timeout=server.close_timeout,
         )
         server._open.add(ws)
         ws._closed.add_done_callback(lambda _: server._open.discard(ws))
@@ -259,47 +243,37 @@ class _HTTPProtocol(asyncio.Protocol):
 
 
 class Server:
-    """A running WebSocket server. Use :func:`serve` to create one.
+    """A running WebSocket server. Use :func:`serve` to create one (it documents the
+    arguments).
 
     Attributes:
         connections: the open WebSocket connections.
+        options: what every connection is made with.
     """
 
     def __init__(
         self,
         handler: Handler,
+        options: ConnectionOptions | None = None,
         *,
         process_request: ProcessRequest | None = None,
         process_response: Callable[[Request, Response], None] | None = None,
         http_handler: HTTPHandler | None = None,
         subprotocols: Sequence[str] | None = None,
         origins: Sequence[str | None] | None = None,
-        compression: str | DeflateOptions | None = "deflate",
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_queue: int = 32,
-        write_limit: int = 65536,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
         max_header_size: int = 16384,
         max_body_size: int = 2**20,
         max_connections: int | None = None,
     ) -> None:
         self.handler = handler
+        self.options = options or ConnectionOptions(
+            Side.SERVER, deflate_options("deflate", Side.SERVER)
+        )
         self.process_request = process_request
         self.process_response = process_response
         self.http_handler = http_handler
         self.subprotocols = subprotocols
         self.origins = origins
-        self.deflate = _deflate_options(compression)
-        self.max_size = max_size
-        self.max_queue = max_queue
-        self.write_limit = write_limit
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
         self._max_connections = max_connections
@@ -388,7 +362,7 @@ class Server:
             )
         handlers = [t for t in self._tasks if t is not asyncio.current_task()]
         if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=self.close_timeout)
+            _, pending = await asyncio.wait(handlers, timeout=self.options.close_timeout)
             for task in pending:
                 task.cancel()
             if pending:
@@ -452,11 +426,14 @@ class serve:
         max_header_size: the largest request head (431 beyond).
         max_body_size: the largest plain HTTP request body (413 beyond).
         max_connections: above this many open connections, new ones get 503.
-        kwargs: passed to ``loop.create_server`` via :meth:`Server.start`
-            (``sock``, ``backlog``, ``reuse_port``).
+        sock: an already bound socket to listen on, instead of ``host`` and ``port``.
+        backlog: the listen backlog.
+        reuse_port: ``SO_REUSEPORT`` (several processes on one port).
 
     Raises:
         OSError: the address cannot be bound.
+        ValueError: an unsupported ``compression``.
+        TypeError: an unknown keyword argument (at once, before anything starts).
     """
 
     def __init__(
@@ -469,9 +446,46 @@ class serve:
         sock: socket.socket | None = None,
         backlog: int = 1024,
         reuse_port: bool | None = None,
-        **options: Any,
+        process_request: ProcessRequest | None = None,
+        process_response: Callable[[Request, Response], None] | None = None,
+        http_handler: HTTPHandler | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origins: Sequence[str | None] | None = None,
+        compression: Compression = "deflate",
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int = 32,
+        write_limit: int = 65536,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        max_header_size: int = 16384,
+        max_body_size: int = 2**20,
+        max_connections: int | None = None,
     ) -> None:
-        self._server = Server(handler, **options)
+        options = ConnectionOptions(
+            Side.SERVER,
+            deflate_options(compression, Side.SERVER),
+            max_size=max_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+        )
+        self._server = Server(
+            handler,
+            options,
+            process_request=process_request,
+            process_response=process_response,
+            http_handler=http_handler,
+            subprotocols=subprotocols,
+            origins=origins,
+            max_header_size=max_header_size,
+            max_body_size=max_body_size,
+            max_connections=max_connections,
+        )
         self._start = (host, port, ssl, sock, backlog, reuse_port)
 
     async def _create(self) -> Server:
@@ -493,5 +507,4 @@ class serve:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.close()
-        await self._server.wait_closed()
+        await self._server.__aexit__(exc_type, exc, tb)

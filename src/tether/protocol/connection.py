@@ -310,8 +310,10 @@ class Connection:
     def _fast_frame(self, data: bytes | bytearray | memoryview) -> bool:
         """Fast path: ``data`` is exactly one small, final, uncompressed data frame.
 
-        Returns False (and does nothing) for anything else; the general parser then
-        handles it, errors included.
+        It accepts only what the general parser accepts (same masking rule, same limits,
+        valid UTF-8), and returns False (doing nothing) for anything else, so the general
+        parser handles it, errors included: a frame has one outcome whether it arrives
+        whole or split (a property test checks this).
         """
         n = len(data)
         if n < 2:
@@ -321,7 +323,9 @@ class Connection:
             return False
         b1 = data[1]
         length = b1 & 0x7F
-        if length > 125 or length > self.max_size:
+        # The limits of _start_data_frame: max_frame_size and max_size (one frame, one
+        # message here), each of which may be the smaller.
+        if length > 125 or length > self.max_frame_size or length > self.max_size:
             return False
         if self._is_client:
             if b1 & 0x80 or n != 2 + length:
@@ -594,10 +598,7 @@ class Connection:
             InvalidState: the connection is not open.
             ValueError: the payload is over 125 bytes.
         """
-        self._check_open()
-        if len(payload) > _MAX_CONTROL:
-            raise ValueError("ping payload over 125 bytes")
-        self._out.append(self._frame(_PING, payload))
+        self._send_control(_PING, payload)
 
     def send_pong(self, payload: bytes = b"") -> None:
         """Queue an unsolicited pong (RFC 6455 5.5.3).
@@ -606,10 +607,15 @@ class Connection:
             InvalidState: the connection is not open.
             ValueError: the payload is over 125 bytes.
         """
+        self._send_control(_PONG, payload)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
         self._check_open()
+        # RFC 6455 5.5: a control frame carries at most 125 bytes.
         if len(payload) > _MAX_CONTROL:
-            raise ValueError("pong payload over 125 bytes")
-        self._out.append(self._frame(_PONG, payload))
+            kind = "ping" if opcode == _PING else "pong"
+            raise ValueError(f"{kind} payload over 125 bytes")
+        self._out.append(self._frame(opcode, payload))
 
     def send_close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the closing handshake (RFC 6455 7.1.2). A no-op if already closing.
