@@ -116,8 +116,7 @@ class _HTTPProtocol(asyncio.Protocol):
             task = asyncio.ensure_future(self._finish_upgrade(request, result))
         else:
             task = asyncio.ensure_future(self._handle(request))
-        self.server._tasks.add(task)
-        task.add_done_callback(self.server._tasks.discard)
+        self.server._track(task)
 
     async def _handle(self, request: Request) -> None:
         server = self.server
@@ -234,8 +233,7 @@ class _HTTPProtocol(asyncio.Protocol):
         # The handler runs in a task of its own, so this HTTP protocol (parser, buffers)
         # is freed now rather than kept for the connection's lifetime.
         task = asyncio.ensure_future(server._run_handler(ws))
-        server._tasks.add(task)
-        task.add_done_callback(server._tasks.discard)
+        server._track(task)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
@@ -299,6 +297,16 @@ class Server:
         """The port of the first listening socket."""
         return int(self.sockets[0].getsockname()[1])
 
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        """Keep a reference to ``task`` until it is done, and log it if it fails."""
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("server task failed", exc_info=task.exception())
+
     async def _run_handler(self, ws: WebSocket) -> None:
         try:
             await self.handler(ws)
@@ -347,8 +355,7 @@ class Server:
         self._closing = True
         for srv in self._servers:
             srv.close()
-        task = asyncio.ensure_future(self._shutdown(close_connections))
-        self._tasks.add(task)
+        self._track(asyncio.ensure_future(self._shutdown(close_connections)))
 
     async def _shutdown(self, close_connections: bool) -> None:
         for proto in list(self._http):
