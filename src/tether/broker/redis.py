@@ -23,18 +23,21 @@ answered before the next one, or the connection is dropped and rebuilt: a subscr
 killed or wedged on the Redis side is noticed within two intervals. Commands (PUBLISH,
 ZADD...) use a separate client.
 
-Outage policy: when a publish fails, or this node's pub/sub connection is lost, publishes
-go to an ordered buffer of at most ``buffer_max_messages`` messages and
+Outage policy: when a publish fails, or this node's pub/sub connection is lost,
+publishes go to an ordered buffer of at most ``buffer_max_messages`` messages and
 ``buffer_max_bytes`` bytes; a publish that does not fit raises
 :class:`~tether.exceptions.BufferFull` (counted in ``stats.buffer_rejected``) and
 nothing is dropped silently. Once the pub/sub connection is back, the buffer is sent in
 order, but only after every node that was alive before the outage has resubscribed (its
-node channel is subscribed again) or has expired, so what was buffered is not published
-into a Redis nobody listens to yet. A message whose PUBLISH failed is sent again, so a
-receiver may see it twice: broadcasts carry a message id and receivers drop the copy;
-envelopes of the plain API have no id and are at-least-once across an outage. Requests
-and replies are not buffered (a late answer is useless): during an outage the other nodes
-are reported missing.
+node channel is subscribed again) or has stayed away for ``node_ttl`` since Redis came
+back (then it is dead), so what was buffered is not published into a Redis nobody
+listens to yet. "Alive before the outage" is this node's last view (its last heartbeat
+or ``live_nodes()``): a node that joined less than one ``heartbeat_interval`` before the
+outage may be missing from it and miss what was buffered. A message whose PUBLISH failed
+is sent again, so a receiver may see it twice: broadcasts carry a message id and
+receivers drop the copy; envelopes of the plain API have no id and are at-least-once
+across an outage. Requests and replies are not buffered (a late answer is useless):
+during an outage the other nodes are reported missing.
 """
 
 from __future__ import annotations
@@ -433,12 +436,14 @@ class RedisBroker(ClusterBroker):
                     self._nodes_key, now, "+inf", withscores=True
                 )
                 live = {node.decode(): score for node, score in found}
+                self._peers = dict(live)  # also the view the outage barrier starts from
             else:
                 wanted = sorted(nodes)
                 scores = await self._redis.zmscore(self._nodes_key, wanted) if wanted else []
                 live = {
                     n: s for n, s in zip(wanted, scores, strict=True) if s is not None and s > now
                 }
+                self._peers.update(live)
         except Exception:
             # Redis is unreachable: the last beat's view, minus what expired since.
             live = {
@@ -564,7 +569,15 @@ class RedisBroker(ClusterBroker):
                         logger.info("redis outage buffer flushed")
 
     async def _wait_for_peers(self) -> None:
-        """Wait until every peer of the barrier is subscribed again or has expired."""
+        """Wait until every peer of the barrier is subscribed again or has expired.
+
+        A peer alive when the outage began gets a full ``node_ttl`` from now (Redis is
+        back) to resubscribe: its heartbeat could not be refreshed while Redis was down,
+        so the expiry it had then says nothing about whether it is dead.
+        """
+        grace = time.time() + self.node_ttl
+        for node in self._barrier:
+            self._barrier[node] = max(self._barrier[node], grace)
         while self._barrier:
             now = time.time()
             for node in [n for n, expiry in self._barrier.items() if expiry <= now]:

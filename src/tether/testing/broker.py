@@ -37,6 +37,7 @@ __all__ = [
     "check_multi_room_dedup",
     "check_namespace_broadcast",
     "check_no_own_broadcast",
+    "check_pending_requests_bounded",
     "check_plain_publish_subscribe",
     "check_queue_overflow_is_counted",
     "check_remove_unknown_interest",
@@ -350,6 +351,31 @@ async def check_request_node_dies(make_node: NodeFactory) -> None:
     result = await asyncio.wait_for(task, WAIT)
     assert not result.timed_out and result.missing == {b.node_id}, result
     assert set(result.replies) == {a.node_id}
+    assert a.pending_requests == 0
+
+
+async def check_pending_requests_bounded(make_node: NodeFactory) -> None:
+    """Past ``max_pending_requests`` waiting requests, the next one raises BufferFull."""
+    a = await make_node(max_pending_requests=2)
+    b = await make_node()
+    release = asyncio.Event()
+
+    async def hang(request: NodeRequest) -> Any:
+        await release.wait()
+
+    b.set_handlers(on_request=hang)
+    await wait_until_async(a.live_nodes, sorted([a.node_id, b.node_id]))
+    waiting = [asyncio.ensure_future(a.request("/", "hang", timeout=WAIT)) for _ in range(2)]
+    await wait_until(lambda: a.pending_requests == 2, "two requests waiting")
+    try:
+        await a.request("/", "one too many", timeout=WAIT)
+    except Exception as exc:
+        assert type(exc).__name__ == "BufferFull", exc
+    else:
+        raise AssertionError("a third pending request was accepted")
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(*waiting), WAIT)
+    assert all(r.complete for r in results), results
     assert a.pending_requests == 0
 
 
