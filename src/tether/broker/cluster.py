@@ -726,8 +726,11 @@ class ClusterBroker(Broker):
 
     def _confirmed(self, channel: str) -> None:
         """Called by the transport when ``channel`` is subscribed."""
-        if channel in self._refs or channel == node_channel(self.prefix, self.node_id):
-            self._subscribed.add(channel)
+        self._subscribed.add(channel)
+        if channel not in self._refs and channel != node_channel(self.prefix, self.node_id):
+            # The last member left while the SUBSCRIBE was in flight: undo it.
+            self._to_unsub.add(channel)
+            self._schedule_flush()
         self._wake_waiters(channel)
 
     def _wake_waiters(self, channel: str) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "check_broadcast_fields",
     "check_interest_batching",
     "check_interest_refcount",
+    "check_leave_before_confirmation",
     "check_live_nodes",
     "check_multi_room_dedup",
     "check_namespace_broadcast",
@@ -178,6 +179,32 @@ async def check_interest_refcount(make_node: NodeFactory) -> None:
     await a.broadcast("/", ["two"], rooms=["r"])
     await _marker(a, inbox, "/", "other")
     assert inbox.events() == ["one", "marker"], inbox.events()
+
+
+async def check_leave_before_confirmation(make_node: NodeFactory) -> None:
+    """A room left while its SUBSCRIBE is in flight ends up unsubscribed."""
+    a, b = await make_node(), await make_node()
+    inbox = Inbox(b)
+    await b.add_interest("/", "other")
+    before = b.stats.subscribe_commands
+    joining = asyncio.ensure_future(b.add_interest("/", "r"))
+    # Yield only until the SUBSCRIBE is sent, so the confirmation is (most likely) still
+    # on its way when the member leaves.
+    for _ in range(100_000):
+        if b.stats.subscribe_commands > before:
+            break
+        await asyncio.sleep(0)
+    else:
+        raise AssertionError("the SUBSCRIBE was never sent")
+    await b.remove_interest("/", "r")
+    await asyncio.wait_for(joining, WAIT)
+    # A round trip on the same connection: what was scheduled before it is done.
+    await b.add_interest("/", "settle")
+    await b.remove_interest("/", "settle")
+    await a.broadcast("/", ["lost"], rooms=["r"])
+    await _marker(a, inbox, "/", "other")
+    assert inbox.events() == ["marker"], inbox.events()
+    assert b.stats.irrelevant == 0, b.stats
 
 
 async def check_interest_batching(make_node: NodeFactory) -> None:
