@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,9 +31,21 @@ FAST = {"heartbeat_interval": 0.3, "ping_interval": 0.3, "reconnect_max": 0.3}
 
 
 def find_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range.
+
+    A Redis the test restarts leaves its port unbound for a moment; a port from bind(0)
+    could then be handed to a socket of another test running on this machine.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 30000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-30000")
 
 
 def redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
@@ -96,6 +109,9 @@ class OwnRedis:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {self.port} did not start")
             time.sleep(0.02)
+        # Something answers on the port: make sure it is our redis-server.
+        if self.proc.poll() is not None or self.cli("PING") != "PONG":
+            raise RuntimeError(f"port {self.port} is not our redis-server")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

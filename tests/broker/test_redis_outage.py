@@ -10,7 +10,7 @@ import pytest
 
 from conftest import FAST, OwnRedis
 from tether.broker import RedisBroker
-from tether.exceptions import BufferFull
+from tether.exceptions import BufferFull, PayloadTooBig
 from tether.testing.broker import WAIT, Inbox, wait_until, wait_until_async
 
 
@@ -140,5 +140,46 @@ async def test_request_during_outage_reports_the_others_missing(own_redis: OwnRe
         assert a.pending_requests == 0
     finally:
         await asyncio.to_thread(own_redis.start)
+        await a.close()
+        await b.close()
+
+
+async def test_degraded_until_peers_resubscribe_and_nothing_is_lost(
+    own_redis: OwnRedis,
+) -> None:
+    prefix = f"deg{uuid.uuid4().hex[:8]}"
+    a = RedisBroker(own_redis.url, prefix=prefix, **{**FAST, "heartbeat_interval": 1.0})
+    b = RedisBroker(own_redis.url, prefix=prefix, **FAST)
+    c = RedisBroker(own_redis.url, prefix=prefix, **FAST)
+    try:
+        for node in (a, b, c):
+            await node.start()
+        ids = sorted(n.node_id for n in (a, b, c))
+        await wait_until_async(a.live_nodes, ids)
+        inbox = Inbox(c)
+        await c.add_interest("/", "r")
+        await b.abort()  # b crashes: a still counts it alive until its heartbeat expires
+        await asyncio.to_thread(own_redis.cli, "CLIENT", "KILL", "TYPE", "pubsub")
+        # a is back on Redis but waits for the peers it knew (b never comes back).
+        await wait_until(lambda: a.state == "degraded", "a degraded")
+        await a.broadcast("/", ["n", 1], rooms=["r"])
+        assert a.stats.buffered == 1
+        await inbox.wait_for_event("n")
+        await wait_until(lambda: a.state == "connected", "a connected")
+        await a.broadcast("/", ["n", 2], rooms=["r"])
+        await wait_until(lambda: numbers(inbox) == [1, 2], "both messages")
+        assert c.stats.duplicates == 0
+    finally:
+        for node in (a, b, c):
+            await node.close()
+
+
+async def test_oversized_publish_is_refused(own_redis: OwnRedis) -> None:
+    a, b = await make_pair(own_redis, max_message_size=1000)
+    try:
+        with pytest.raises(PayloadTooBig):
+            await a.broadcast("/", ["big", b"x" * 1000], rooms=["r"])
+        await a.broadcast("/", ["small", b"x" * 100], rooms=["r"])
+    finally:
         await a.close()
         await b.close()

@@ -212,18 +212,19 @@ class RedisBroker(ClusterBroker):
         await wait_event(self._healthy, self._subscribe_timeout)
 
     async def _transport_stop(self, *, graceful: bool) -> None:
+        reachable = self._healthy.is_set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
-        if graceful and self._redis is not None:
+        if graceful and self._redis is not None and reachable:
+            # Redis answers: send what is buffered, then deregister, in one time bound.
+            # (When it does not, closing does not wait for it: the node expires.)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._socket_timeout):
                     await self._final_flush()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._socket_timeout):
                     await self._redis.zrem(self._nodes_key, self.node_id)
         self._healthy.clear()
         await self._drop_connection()
