@@ -535,9 +535,12 @@ class ClusterBroker(Broker):
     async def start(self) -> None:
         """Connect and start the worker; idempotent. Other methods call it when needed.
 
+        It waits (at most ``subscribe_timeout``) for the first connection, then returns
+        either way: a transport that is down is retried in the background and
+        :attr:`state` says so (``"reconnecting"``).
+
         Raises:
             InvalidState: the broker was closed.
-            ConnectionError: the transport could not be reached for the first time.
         """
         if self._closed:
             raise InvalidState("the broker is closed")
@@ -611,7 +614,6 @@ class ClusterBroker(Broker):
 
         Raises:
             InvalidState: the broker is closed.
-            ConnectionError: the first connection failed (see :meth:`start`).
         """
         await self.start()
         if room is None:

@@ -31,6 +31,7 @@ __all__ = [
     "Inbox",
     "NodeFactory",
     "check_broadcast_fields",
+    "check_concurrent_requests_bounded",
     "check_interest_batching",
     "check_interest_refcount",
     "check_leave_before_confirmation",
@@ -404,6 +405,27 @@ async def check_pending_requests_bounded(make_node: NodeFactory) -> None:
     results = await asyncio.wait_for(asyncio.gather(*waiting), WAIT)
     assert all(r.complete for r in results), results
     assert a.pending_requests == 0
+
+
+async def check_concurrent_requests_bounded(make_node: NodeFactory) -> None:
+    """Past ``max_concurrent_requests`` running handlers, a node answers "busy" at once."""
+    a = await make_node()
+    b = await make_node(max_concurrent_requests=1)
+    release = asyncio.Event()
+
+    async def hang(request: NodeRequest) -> Any:
+        await release.wait()
+        return "done"
+
+    b.set_handlers(on_request=hang)
+    await wait_until_async(a.live_nodes, sorted([a.node_id, b.node_id]))
+    first = asyncio.ensure_future(a.request("/", "hang", nodes=[b.node_id], timeout=WAIT))
+    await wait_until(lambda: b.stats.requests_handled == 1, "b handling the first request")
+    second = await a.request("/", "hang", nodes=[b.node_id], timeout=WAIT)
+    assert second.errors == {b.node_id: "busy"} and b.stats.requests_refused == 1, second
+    release.set()
+    result = await asyncio.wait_for(first, WAIT)
+    assert result.replies == {b.node_id: "done"}, result
 
 
 async def check_plain_publish_subscribe(make_node: NodeFactory) -> None:
