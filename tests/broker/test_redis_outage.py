@@ -50,7 +50,7 @@ async def test_restart_during_traffic_delivers_every_accepted_publish_once_in_or
         await publish(0, 100)  # Redis up
         await asyncio.to_thread(own_redis.stop)
         await publish(100, 200)  # Redis down: buffered
-        assert a.state == "reconnecting" and b.state == "reconnecting"
+        await wait_until(lambda: a.state == b.state == "reconnecting", "both reconnecting")
         restart = asyncio.ensure_future(asyncio.to_thread(own_redis.start))
         await publish(200, 300)  # while Redis comes back
         await restart
@@ -119,7 +119,7 @@ async def test_full_outage_buffer_raises_and_keeps_what_it_accepted(
         with pytest.raises(BufferFull):
             await a.broadcast("/", ["n", 5], rooms=["r"])
         assert a.stats.buffer_rejected == 1 and a.stats.buffered == 5
-        assert a.state == "reconnecting"
+        await wait_until(lambda: a.state == "reconnecting", "a reconnecting")
         await asyncio.to_thread(own_redis.start)
         await wait_until(lambda: len(numbers(inbox)) == 5, "the 5 buffered messages")
         assert numbers(inbox) == [0, 1, 2, 3, 4]
@@ -183,3 +183,18 @@ async def test_oversized_publish_is_refused(own_redis: OwnRedis) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_start_while_redis_is_down(own_redis: OwnRedis) -> None:
+    await asyncio.to_thread(own_redis.stop)
+    a = RedisBroker(own_redis.url, prefix="down", subscribe_timeout=0.2, **FAST)
+    try:
+        await a.start()  # returns after subscribe_timeout; retries in the background
+        assert a.state == "reconnecting"
+        assert not await a.add_interest("/", "r")  # kept, subscribed once Redis is up
+        await asyncio.to_thread(own_redis.start)
+        await wait_until(lambda: a.state == "connected", "a connected")
+        assert a.stats.reconnects == 0  # the first connection is not a reconnect
+        assert own_redis.cli("PUBSUB", "NUMSUB", "down#/#r#").split() == ["down#/#r#", "1"]
+    finally:
+        await a.close()

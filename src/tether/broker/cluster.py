@@ -64,6 +64,7 @@ __all__ = [
     "Reply",
     "RequestHandler",
     "RequestResult",
+    "cancel_and_wait",
     "envelope_channel",
     "namespace_channel",
     "node_channel",
@@ -342,6 +343,25 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return event.is_set()
 
 
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], bound: float = 2.0) -> None:
+    """Cancel ``tasks`` and wait for them, at most about ``bound`` seconds in all.
+
+    A task may swallow a cancellation (a handler that catches it; on Python 3.11 an
+    ``asyncio.timeout`` whose deadline passes at the same moment turns it into
+    TimeoutError), so the cancel is repeated and the wait bounded rather than trusted.
+    """
+    pending = {task for task in tasks if not task.done()}
+    rounds = 4
+    for _ in range(rounds):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=bound / rounds)
+    if pending:
+        logger.warning("%d broker tasks did not stop when cancelled", len(pending))
+
+
 class _RecentIds:
     """A bounded set of recently seen message ids (oldest forgotten first)."""
 
@@ -577,11 +597,7 @@ class ClusterBroker(Broker):
                 await self._transport_stop(graceful=graceful)
         tasks = [t for t in (self._worker,) if t is not None]
         tasks += [*self._detached, *self._request_tasks, *self._misc_tasks]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(tasks)
         for waiters in self._sub_waiters.values():
             for fut in waiters:
                 if not fut.done():

@@ -61,6 +61,7 @@ from .cluster import (
     NodeRequest,
     RemoteCommand,
     Reply,
+    cancel_and_wait,
     envelope_channel,
     node_channel,
     wait_event,
@@ -213,11 +214,7 @@ class RedisBroker(ClusterBroker):
 
     async def _transport_stop(self, *, graceful: bool) -> None:
         reachable = self._healthy.is_set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if graceful and self._redis is not None and reachable:
             # Redis answers: send what is buffered, then deregister, in one time bound.
@@ -261,8 +258,7 @@ class RedisBroker(ClusterBroker):
 
     async def _supervise(self) -> None:
         attempt = 0
-        lost = False
-        while True:
+        while not self._closed:
             conn: Any = None
             try:
                 conn = self._new_pubsub_connection()
@@ -272,7 +268,7 @@ class RedisBroker(ClusterBroker):
                 self._last_read = self._ping_sent = time.monotonic()
                 channels = sorted(self._refs)
                 await self._send_subscribe(conn, [*channels, self._node_channel])
-                if lost:
+                if self._ever_healthy:
                     self.stats.reconnects += 1
                     self.stats.resubscribed += len(channels)
                     logger.info(
@@ -286,11 +282,7 @@ class RedisBroker(ClusterBroker):
                         {reader, pinger}, return_when=asyncio.FIRST_COMPLETED
                     )
                 finally:
-                    reader.cancel()
-                    pinger.cancel()
-                    for task in (reader, pinger):
-                        with contextlib.suppress(BaseException):
-                            await task
+                    await cancel_and_wait((reader, pinger))
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
@@ -308,7 +300,6 @@ class RedisBroker(ClusterBroker):
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.disconnect()
-            lost = True
             delay = min(self._reconnect_max, self._reconnect_min * 2**attempt)
             attempt = min(attempt + 1, 30)
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
@@ -412,7 +403,7 @@ class RedisBroker(ClusterBroker):
 
     async def _heartbeat(self) -> None:
         beats = 0
-        while True:
+        while not self._closed:
             if self._healthy.is_set():
                 now = time.time()
                 try:
@@ -545,10 +536,10 @@ class RedisBroker(ClusterBroker):
 
     async def _outbox(self) -> None:
         attempt = 0
-        while True:
+        while not self._closed:
             await self._outbox_wake.wait()
             self._outbox_wake.clear()
-            while not self._direct:
+            while not self._direct and not self._closed:
                 await self._healthy.wait()
                 await self._wait_for_peers()
                 try:
