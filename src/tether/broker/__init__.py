@@ -1,8 +1,43 @@
-"""Fan-out between server processes: the in-memory broker (default) and Redis."""
+"""Fan-out between server processes: the in-memory broker (default) and Redis.
+
+:class:`Broker` is the plain publish/subscribe interface the hub uses today;
+:class:`ClusterBroker` adds interest routing, broadcasts in the socket.io wire format,
+requests to every live node and liveness (see :mod:`tether.broker.cluster`).
+:class:`MemoryBroker` implements it in one process, :class:`RedisBroker` on Redis (the
+``tether[redis]`` extra; importing it needs nothing, constructing it needs redis-py).
+"""
 
 from __future__ import annotations
 
 from .base import Broker, Envelope, Subscriber
-from .memory import MemoryBroker
+from .cluster import (
+    Broadcast,
+    BrokerState,
+    BrokerStats,
+    ClusterBroker,
+    MessageHandler,
+    NodeRequest,
+    RemoteCommand,
+    RequestHandler,
+    RequestResult,
+)
+from .memory import MemoryBroker, MemoryCluster
+from .redis import RedisBroker
 
-__all__ = ["Broker", "Envelope", "MemoryBroker", "Subscriber"]
+__all__ = [
+    "Broadcast",
+    "Broker",
+    "BrokerState",
+    "BrokerStats",
+    "ClusterBroker",
+    "Envelope",
+    "MemoryBroker",
+    "MemoryCluster",
+    "MessageHandler",
+    "NodeRequest",
+    "RedisBroker",
+    "RemoteCommand",
+    "RequestHandler",
+    "RequestResult",
+    "Subscriber",
+]
