@@ -173,23 +173,26 @@ class Session:
 
     def send_prepared(self, message: PreparedMessage) -> None:
         """Queue a message encoded once for many sessions (see :class:`PreparedMessage`)."""
-        if self.state is not SessionState.OPEN:
-            return
-        ws = self.ws
-        if ws is None or self._upgrading:
-            self._enqueue(Packet(PacketType.MESSAGE, message.data))
-            return
         raw = self._raw_write
+        ws = self.ws
         if (
-            raw is not None
-            and not self._backlog
+            raw is not None  # the hot path of a broadcast: the shared frame, as is
+            and ws is not None
             and ws.writable
+            and not self._backlog
+            and self.state is SessionState.OPEN
+            and not self._upgrading
             and not (message.compress and self._deflate)
         ):
             try:
                 raw(message.wire)
             except ConnectionClosed:
                 self.close("transport close")
+            return
+        if self.state is not SessionState.OPEN:
+            return
+        if ws is None or self._upgrading:
+            self._enqueue(Packet(PacketType.MESSAGE, message.data))
             return
         self._write(ws, message.frame, _compress_flag(message.compress))
 

@@ -87,21 +87,15 @@ class PreparedMessage:
     Attributes:
         data: the message payload (``str`` or ``bytes``).
         frame: the WebSocket message carrying it (``"4" + data`` for text).
+        wire: the uncompressed WebSocket frame of ``frame``, shared by every transport
+            that can write it as is (:class:`FrameWriter`).
         compress: whether permessage-deflate may compress it (where negotiated).
     """
 
-    __slots__ = ("_wire", "compress", "data", "frame")
+    __slots__ = ("compress", "data", "frame", "wire")
 
     def __init__(self, data: str | bytes, *, compress: bool = True) -> None:
         self.data = data
         self.frame: str | bytes = "4" + data if isinstance(data, str) else data
+        self.wire = encode_server_frame(self.frame)
         self.compress = compress
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        """The uncompressed WebSocket frame, encoded on first use and then shared."""
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = encode_server_frame(self.frame)
-        return wire
