@@ -214,6 +214,10 @@ class Hub:
         """A broadcast with acknowledgements (see :meth:`BroadcastOperator.emit_with_ack`)."""
         return self.of(namespace).timeout(seconds)
 
+    def compress(self, value: bool = True, namespace: str = "/") -> BroadcastOperator:
+        """A broadcast with permessage-deflate allowed (True) or not (False)."""
+        return self.of(namespace).compress(value)
+
     @property
     def volatile(self) -> BroadcastOperator:
         """A volatile broadcast on the main namespace."""

@@ -108,6 +108,10 @@ class Namespace:
         """A broadcast with acknowledgements."""
         return BroadcastOperator(self, timeout=seconds)
 
+    def compress(self, value: bool = True) -> BroadcastOperator:
+        """A broadcast with permessage-deflate allowed (True) or not (False)."""
+        return BroadcastOperator(self, compress=value)
+
     async def emit(self, event: str, *args: Any) -> None:
         """Send an event to every socket of the namespace."""
         await BroadcastOperator(self).emit(event, *args)
