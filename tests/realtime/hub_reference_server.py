@@ -59,7 +59,7 @@ import contextvars
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tether import Request, Response, run
@@ -238,27 +238,19 @@ async def main(argv: Sequence[str]) -> int:
         loop.add_signal_handler(sig, stop.set)
     _stdin_closed(loop, stop)
     hub = build(opts, stop)
-    kwargs: dict[str, Any] = {}
+    refuse: Callable[[Request], Response | None] | None = None
     if opts.refuse_websocket:
 
         def refuse(request: Request) -> Response | None:
-            # Replaces the engine's own check (Hub.serve passes hub.engine.process_request):
-            # like a proxy that does not pass upgrades, every WebSocket request gets 403
-            # while the polling handshake still announces "websocket".
+            # Replaces the engine's own check of WebSocket requests: like a proxy that
+            # does not pass upgrades, every WebSocket request gets 403 while the polling
+            # handshake still announces "websocket".
             return Response(403, [("Connection", "close")])
 
-        kwargs["process_request"] = refuse
-    server = await hub.serve(opts.host, opts.port, **kwargs)
-    print(f"READY {server.port}", flush=True)
-    try:
+    # Leaving the block shuts the hub down: clients, server and broker (bounded).
+    async with hub.serve(opts.host, opts.port, process_request=refuse, close_timeout=2.0) as server:
+        print(f"READY {server.port}", flush=True)
         await stop.wait()
-    finally:
-        await hub.close()
-        server.close()
-        try:
-            await asyncio.wait_for(server.wait_closed(), 2.0)
-        except TimeoutError:
-            pass
     return 0
 
 

@@ -60,7 +60,7 @@ async def uvicorn_serving(app: Any, *, lifespan: str = "off") -> AsyncIterator[u
 async def serving(hub: Hub, deployment: str) -> AsyncIterator[int]:
     """Serve ``hub`` under ``deployment`` ("tether" or "uvicorn"); yields the port."""
     if deployment == "tether":
-        async with await hub.serve("127.0.0.1", 0) as server:
+        async with hub.serve("127.0.0.1", 0) as server:
             yield server.port
         return
     async with uvicorn_serving(ASGIApp(hub)) as server:

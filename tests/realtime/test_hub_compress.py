@@ -83,7 +83,7 @@ async def _connected(hub: Hub, port: int, deflate: bool) -> tuple[RawClient, str
 @pytest.fixture
 async def hub_port() -> Any:
     hub = Hub()
-    async with await hub.serve("127.0.0.1", 0, compression="deflate") as server:
+    async with hub.serve("127.0.0.1", 0, compression="deflate") as server:
         yield hub, server.port
     await hub.close()
 

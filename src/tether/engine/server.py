@@ -254,3 +254,10 @@ class EngineServer:
         """Close every session."""
         for session in list(self._sessions.values()):
             session.close("server shutting down")
+
+    def release(self) -> None:
+        """Forget the sessions still lingering for a polling client's last GET (the server
+        stopped serving HTTP: that GET cannot come)."""
+        for session in list(self._sessions.values()):
+            if session.state is SessionState.CLOSING:
+                session._finish_close()

@@ -80,6 +80,9 @@ class Connection:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
+        hub_tasks = self.hub._tasks
+        hub_tasks.add(task)
+        task.add_done_callback(hub_tasks.discard)
         task.add_done_callback(self._task_done)
         limit = self.hub.max_pending_handlers
         if len(self.tasks) >= limit and not self.held:

@@ -20,18 +20,23 @@ Engine.IO session: packet dispatch, connecting, the bound on running handlers).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from types import TracebackType
 from typing import Any
 
-from ..asyncio.server import Server, serve
+from ..asyncio.server import ProcessRequest, Server
 from ..broker.base import Broker, Envelope
 from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer
 from ..engine.session import Session
 from ..exceptions import AckTimeout, ConnectionRefused
+from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
 from .connection import Connection
 from .namespace import Handler, Middleware, Namespace
@@ -44,6 +49,8 @@ __all__ = [
     "BroadcastOperator",
     "ConnectionRefused",
     "Hub",
+    "HubServe",
+    "HubServer",
     "Namespace",
     "Recovery",
     "Socket",
@@ -144,6 +151,10 @@ class Hub:
         self._namespaces: dict[str, Namespace] = {}
         self._dynamic: list[tuple[re.Pattern[str] | Callable[..., Any], Namespace]] = []
         self._subscribed = False
+        self._servers: list[HubServer] = []
+        # Tasks of every connection (handlers, connects, disconnects), awaited on close.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._close_timeout = 10.0
         self.of("/")
 
     # ------------------------------------------------------------------ namespaces
@@ -285,20 +296,159 @@ class Hub:
 
     # ------------------------------------------------------------------ serving
 
-    def serve_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`tether.serve` that wire the hub in."""
-        options = self.engine.serve_options()
-        options["handler"] = self.engine.handle_websocket
-        return options
+    def serve(
+        self,
+        host: str | Sequence[str] | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        backlog: int = 1024,
+        reuse_port: bool | None = None,
+        compression: str | DeflateOptions | None = None,
+        process_request: ProcessRequest | None = None,
+        origins: Sequence[str | None] | None = None,
+        write_limit: int = 65536,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        max_header_size: int = 16384,
+        max_connections: int | None = None,
+    ) -> HubServe:
+        """Serve the hub on ``host:port`` with tether's server (both transports, one port).
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> Server:
-        """Start serving on ``host:port``; returns the :class:`tether.Server`."""
-        await self.start()
-        options = self.serve_options()
-        handler = options.pop("handler")
-        options.update(kwargs)
-        return await serve(handler, host, port, **options)
+        Await it for the running :class:`HubServer`, or use it as an async context
+        manager that shuts the hub down on exit::
+
+            async with hub.serve("127.0.0.1", 8000) as server:
+                await stop.wait()
+
+        Args:
+            host: the interface(s) to listen on.
+            port: the TCP port (0 picks a free one; see ``server.port``).
+            ssl: an SSLContext to serve ``https://`` and ``wss://``.
+            sock: an already bound socket to serve on instead of ``host:port``.
+            backlog: the listen backlog.
+            reuse_port: set SO_REUSEPORT (several processes on one port).
+            compression: ``"deflate"`` to offer permessage-deflate (then
+                ``emit(..., compress=False)`` opts a message out), a
+                :class:`~tether.protocol.deflate.DeflateOptions`, or None (off, the
+                default, as in socket.io).
+            process_request: replaces the engine's check of WebSocket requests
+                (``request -> Response | None``).
+            origins: allowed Origin values of WebSocket requests (None: any).
+            write_limit: each connection's outgoing buffer high-water mark, in bytes.
+            open_timeout: seconds for a client to send a complete request.
+            close_timeout: seconds to wait for closing handshakes and handlers.
+            max_header_size: the largest request head, in bytes.
+            max_connections: above this many open WebSocket connections, new ones get 503.
+
+        Raises:
+            OSError: the address cannot be bound (when awaited or entered).
+        """
+        options = self.engine.serve_options()
+        if process_request is not None:
+            options["process_request"] = process_request
+        server = HubServer(
+            self,
+            self.engine.handle_websocket,
+            compression=compression,
+            origins=origins,
+            write_limit=write_limit,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            max_header_size=max_header_size,
+            max_connections=max_connections,
+            **{k: v for k, v in options.items() if k != "compression"},
+        )
+        return HubServe(self, server, (host, port, ssl, sock, backlog, reuse_port))
 
     async def close(self) -> None:
-        """Disconnect every client."""
-        await self.engine.close()
+        """Shut the hub down: disconnect every client, stop every server started by
+        :meth:`serve` (waiting for them), and leave the broker."""
+        self._close_sessions()
+        for server in list(self._servers):
+            server.close()
+        for server in list(self._servers):
+            await server.wait_closed()
+        await self._finish_close()
+
+    def _close_sessions(self) -> None:
+        for session in list(self.engine._sessions.values()):
+            session.close("server shutting down")
+
+    async def _finish_close(self) -> None:
+        if self._servers:
+            return  # another server still serves this hub
+        self.engine.release()
+        if self._tasks:
+            # Disconnect handlers (and handlers still running), bounded like the server's.
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
+            for task in pending:
+                task.cancel()
+        if self._subscribed:
+            self._subscribed = False
+            for name in self._namespaces:
+                await self.broker.unsubscribe("tether#" + name, self._on_envelope)
+
+
+class HubServer(Server):
+    """The :class:`tether.Server` of a hub: closing it disconnects the hub's clients
+    (``"server shutting down"``) and ``wait_closed()`` returns once the hub is down too.
+    """
+
+    def __init__(self, hub: Hub, handler: Any, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self.hub = hub
+
+    def close(self, *, close_connections: bool = True) -> None:
+        """Disconnect the hub's clients, stop accepting connections, close open ones."""
+        self.hub._close_sessions()
+        super().close(close_connections=close_connections)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and, when it was the hub's last, the hub too."""
+        await super().wait_closed()
+        hub = self.hub
+        if self in hub._servers:
+            hub._servers.remove(self)
+            await hub._finish_close()
+
+
+class HubServe:
+    """What :meth:`Hub.serve` returns: await it, or ``async with`` it."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        server: HubServer,
+        start: tuple[Any, int, Any, Any, int, bool | None],
+    ) -> None:
+        self._hub = hub
+        self._server = server
+        self._start = start
+
+    async def _create(self) -> HubServer:
+        host, port, ssl, sock, backlog, reuse_port = self._start
+        hub = self._hub
+        await hub.start()
+        await self._server.start(
+            host, port, ssl=ssl, sock=sock, backlog=backlog, reuse_port=reuse_port
+        )
+        hub._servers.append(self._server)
+        hub._close_timeout = max(hub._close_timeout, self._server.close_timeout)
+        return self._server
+
+    def __await__(self) -> Generator[Any, None, HubServer]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> HubServer:
+        return await self._create()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.close()
+        await self._server.wait_closed()
