@@ -210,7 +210,11 @@ class ASGIApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if not self._started and kind != "lifespan":
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if not self._started:
+            # Without lifespan events (uvicorn --lifespan off), start on first use.
             self._started = True
             await self.hub.start()
         if kind in ("http", "websocket") and self.engine.in_path(_request(scope)):
@@ -221,17 +225,32 @@ class ASGIApp:
             return
         if self.other_app is not None:
             await self.other_app(scope, receive, send)
-        elif kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await self.hub.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         elif kind == "http":
             await self._respond(send, Response.text(404, "not found"))
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the hub at startup and shut it down at shutdown; with ``other_app``, its
+        own lifespan still runs (the hub steps in as each event passes)."""
+
+        async def hub_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._started = True
+                await self.hub.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.hub.close()
+            return message
+
+        if self.other_app is not None:
+            await self.other_app(scope, hub_receive, send)
+            return
+        while True:
+            message = await hub_receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.engine.max_payload
