@@ -3,7 +3,9 @@
 The realtime layer publishes an :class:`Envelope` for every operation that concerns other
 nodes (a broadcast, ``disconnect_sockets``, ``sockets_join``...) and delivers the
 envelopes it receives from other nodes to its local sockets. It never knows which broker
-carries them: the embedded in-memory one (one process) or Redis (many).
+carries them. The one implementation today is the embedded in-memory broker (one
+process); a cross-process broker (Redis, planned) will plug in here, with room
+membership behind the realtime layer's adapter (:mod:`tether.realtime.adapter`).
 """
 
 from __future__ import annotations
