@@ -121,7 +121,8 @@ class EngineServer:
         path = request.path
         return path == self.path or path + "/" == self.path
 
-    def _check(self, request: Request) -> tuple[dict[str, str], Response | None]:
+    def _check(self, request: Request, expected: str) -> tuple[dict[str, str], Response | None]:
+        """Validate the query of a request for the ``expected`` transport."""
         query = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
         if query.get("EIO") != "4":
             return query, self.http.error(request, UNSUPPORTED_PROTOCOL_VERSION)
@@ -137,6 +138,8 @@ class EngineServer:
                 transport == "websocket" and session.transport == "polling" and self.allow_upgrades
             ):
                 return query, self.http.error(request, BAD_REQUEST)
+        if transport != expected:
+            return query, self.http.error(request, BAD_REQUEST)
         return query, None
 
     async def handle_http(self, request: Request) -> Response:
@@ -156,11 +159,9 @@ class EngineServer:
                     ),
                 ]
             return Response(204, headers)
-        query, error = self._check(request)
+        query, error = self._check(request, "polling")
         if error is not None:
             return error
-        if query.get("transport") != "polling":
-            return self.http.error(request, BAD_REQUEST)
         sid = query.get("sid")
         if sid is None:
             if request.method != "GET":
@@ -216,11 +217,9 @@ class EngineServer:
         """Validate a WebSocket upgrade before it happens (wire as ``process_request``)."""
         if not self.in_path(request):
             return Response.text(404, "not found")
-        query, error = self._check(request)
+        _, error = self._check(request, "websocket")
         if error is not None:
             return error
-        if query.get("transport") != "websocket":
-            return self.http.error(request, BAD_REQUEST)
         # A second WebSocket for an already upgraded sid is accepted, then closed at once
         # (as the reference server does; see handle_websocket).
         return None
