@@ -13,7 +13,10 @@
 Requests under the hub's path (``/socket.io/``) go to the engine, everything else to
 ``other_app``. Both transports work: HTTP long-polling through ASGI ``http`` and
 WebSocket through ASGI ``websocket``. The outgoing queue of each WebSocket is bounded,
-as on tether's own server.
+and the hub's bound on running handlers holds reading (the adapter stops pulling
+``receive()``), as on tether's own server. With lifespan events (uvicorn's default) the
+hub starts at startup and shuts down at shutdown, ``other_app``'s own lifespan included;
+without them it starts on the first request.
 """
 
 from __future__ import annotations
