@@ -13,7 +13,10 @@
 Requests under the hub's path (``/socket.io/``) go to the engine, everything else to
 ``other_app``. Both transports work: HTTP long-polling through ASGI ``http`` and
 WebSocket through ASGI ``websocket``. The outgoing queue of each WebSocket is bounded,
-as on tether's own server.
+and the hub's bound on running handlers holds reading (the adapter stops pulling
+``receive()``), as on tether's own server. With lifespan events (uvicorn's default) the
+hub starts at startup and shuts down at shutdown, ``other_app``'s own lifespan included;
+without them it starts on the first request.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from typing import Any
 
 from .exceptions import ConnectionClosedError, ConnectionClosedOK
 from .protocol.handshake import Headers, Request, Response
@@ -45,19 +48,33 @@ def _request(scope: Scope, body: bytes = b"") -> Request:
 
 
 class _ASGIWebSocket:
-    """The slice of :class:`tether.WebSocket` the engine uses, over ASGI messages."""
+    """An engine :class:`~tether.engine.transport.Transport` over ASGI messages.
+
+    Outgoing messages wait in a bounded queue written by one task; incoming ones are
+    pulled from ``receive()`` by another, which stops pulling while reading is held (the
+    server's own buffer then fills and TCP pushes back on the client), as tether's
+    server does.
+    """
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, high_water: int) -> None:
-        self.request = _request(scope)
+        self.request: Request | None = _request(scope)
         self.remote_address = scope.get("client")
+        self.extensions: str | None = None  # the ASGI server owns any compression
         self._receive = receive
         self._send = send
         self._out: collections.deque[str | bytes] = collections.deque()
         self._high = high_water
-        self._wake = asyncio.Event()
-        self._below = asyncio.Event()
+        self._wake = asyncio.Event()  # something to write, or closed
+        self._below = asyncio.Event()  # the queue is under half the bound again
         self._below.set()
+        self._flushed = asyncio.Event()  # the writer has written everything queued
+        self._flushed.set()
+        self._unheld = asyncio.Event()
+        self._unheld.set()
+        self._done = asyncio.Event()
         self._closed: ConnectionClosedOK | ConnectionClosedError | None = None
+        self._on_message: Callable[[str | bytes], Any] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._writer = asyncio.ensure_future(self._write())
 
     @property
@@ -68,6 +85,7 @@ class _ASGIWebSocket:
         if self._closed is not None:
             raise self._closed
         self._out.append(data)
+        self._flushed.clear()
         self._wake.set()
         if len(self._out) >= self._high:
             self._below.clear()
@@ -95,10 +113,18 @@ class _ASGIWebSocket:
                         await self._send({"type": "websocket.send", "bytes": data})
                     if len(self._out) < self._high // 2:
                         self._below.set()
+                self._flushed.set()
         except Exception:
-            self._closed = ConnectionClosedError(1006, "send failed")
+            self._mark_closed(ConnectionClosedError(1006, "send failed"))
         finally:
             self._below.set()
+            self._flushed.set()
+
+    def _mark_closed(self, exc: ConnectionClosedOK | ConnectionClosedError) -> None:
+        if self._closed is None:
+            self._closed = exc
+        self._wake.set()
+        self._done.set()
 
     async def recv(self) -> str | bytes:
         if self._closed is not None:
@@ -108,35 +134,65 @@ class _ASGIWebSocket:
             text = message.get("text")
             return text if text is not None else bytes(message.get("bytes") or b"")
         code = int(message.get("code", 1005))
-        self._closed = (
+        self._mark_closed(
             ConnectionClosedOK(code, "")
             if code in (1000, 1001, 1005)
             else ConnectionClosedError(code, "")
         )
-        self._wake.set()
+        assert self._closed is not None
         raise self._closed
 
-    def __aiter__(self) -> _ASGIWebSocket:
-        return self
+    @property
+    def on_message(self) -> Callable[[str | bytes], Any] | None:
+        return self._on_message
 
-    async def __anext__(self) -> str | bytes:
+    @on_message.setter
+    def on_message(self, callback: Callable[[str | bytes], Any] | None) -> None:
+        self._on_message = callback
+        if callback is not None and self._reader is None:
+            self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
         try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
+            while self._closed is None:
+                await self._unheld.wait()
+                message = await self.recv()
+                callback = self._on_message
+                if callback is not None:
+                    callback(message)
+        except (ConnectionClosedOK, ConnectionClosedError):
+            pass
+        except Exception as exc:  # the ASGI server failed under us
+            self._mark_closed(ConnectionClosedError(1006, f"receive failed: {exc!r}"))
+
+    def hold_reading(self, held: bool) -> None:
+        if held:
+            self._unheld.clear()
+        else:
+            self._unheld.set()
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closed is not None:
             return
         # Let queued messages go out first (bounded by the queue size).
-        while self._out and not self._writer.done():
-            await asyncio.sleep(0)
-        self._closed = ConnectionClosedOK(code, reason)
-        self._wake.set()
+        if not self._writer.done():
+            await self._flushed.wait()
+        if self._closed is not None:
+            return
+        self._mark_closed(ConnectionClosedOK(code, reason))
         try:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:
             pass
+
+    def _stop(self) -> None:
+        self._mark_closed(ConnectionClosedOK(1000, ""))
+        for task in (self._writer, self._reader):
+            if task is not None:
+                task.cancel()
 
 
 class ASGIApp:
@@ -157,10 +213,14 @@ class ASGIApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if not self._started and kind != "lifespan":
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if not self._started:
+            # Without lifespan events (uvicorn --lifespan off), start on first use.
             self._started = True
             await self.hub.start()
-        if kind in ("http", "websocket") and self.engine._in_path(_request(scope)):
+        if kind in ("http", "websocket") and self.engine.in_path(_request(scope)):
             if kind == "http":
                 await self._http(scope, receive, send)
             else:
@@ -168,17 +228,32 @@ class ASGIApp:
             return
         if self.other_app is not None:
             await self.other_app(scope, receive, send)
-        elif kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await self.hub.close()
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         elif kind == "http":
             await self._respond(send, Response.text(404, "not found"))
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the hub at startup and shut it down at shutdown; with ``other_app``, its
+        own lifespan still runs (the hub steps in as each event passes)."""
+
+        async def hub_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._started = True
+                await self.hub.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.hub.close()
+            return message
+
+        if self.other_app is not None:
+            await self.other_app(scope, hub_receive, send)
+            return
+        while True:
+            message = await hub_receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.engine.max_payload
@@ -220,7 +295,7 @@ class ASGIApp:
         await send({"type": "websocket.accept"})
         ws = _ASGIWebSocket(scope, receive, send, self.max_queue)
         try:
-            await self.engine.handle_websocket(cast(Any, ws))
+            await self.engine.handle_websocket(ws)
         finally:
             await ws.close()
-            ws._writer.cancel()
+            ws._stop()

@@ -39,10 +39,10 @@ Where the Hub's handler API differs from socket.io's, this program bridges the g
 public API only:
 
 * A handler cannot see whether the client asked for an acknowledgement (socket.io passes
-  the ack function as the last argument). :class:`ReferenceHub` overrides the public
-  engine callback :meth:`Hub.on_message` to decode each packet a second time with the
-  public :class:`~tether.realtime.packets.Decoder` and publishes its ack id in a context
-  variable that the handlers read.
+  the ack function as the last argument). :class:`ReferenceHub` plugs a subclass of the
+  per-session :class:`~tether.realtime.connection.Connection` into the hub's internal
+  seam ``Hub._connection_class``; it publishes, around the dispatch of each decoded
+  packet, whether the packet has an ack id, in a context variable the handlers read.
 * A handler cannot decline to acknowledge (the Hub acks with the return value, ``None``
   being an empty ack). ``flaky`` therefore waits, without answering, until the socket
   disconnects or the program stops.
@@ -59,13 +59,14 @@ import contextvars
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tether import Request, Response, run
-from tether.engine.server import Session
+from tether.engine import Session
 from tether.realtime import ConnectionRefused, Hub, Recovery, Socket
-from tether.realtime.packets import Decoder, SocketIOPacketError
+from tether.realtime.connection import Connection
+from tether.realtime.packets import Packet
 
 #: Whether the packet being dispatched asked for an acknowledgement.
 _ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -77,34 +78,23 @@ def log(*parts: object) -> None:
     print("[hub_reference_server]", *parts, file=sys.stderr, flush=True)
 
 
-class ReferenceHub(Hub):
-    """A Hub that tells its handlers whether the client wants an acknowledgement."""
+class _AckAwareConnection(Connection):
+    """Publishes, while a packet is dispatched, whether it asked for an acknowledgement."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._peek: dict[str, Decoder] = {}
-
-    def on_message(self, session: Session, data: str | bytes) -> None:
-        decoder = self._peek.setdefault(session.sid, Decoder())
-        try:
-            packet = decoder.feed(data)
-        except SocketIOPacketError:
-            decoder.reset()
-            packet = None
-        if packet is None and decoder.awaiting_attachments:
-            super().on_message(session, data)
-            return
-        token = _ACK_REQUESTED.set(packet is not None and packet.id is not None)
+    def _dispatch(self, socket: Socket, packet: Packet) -> None:
+        token = _ACK_REQUESTED.set(packet.id is not None)
         try:
             # The Hub dispatches synchronously: a sync handler runs in this context, an
             # async one in a task created here (which copies the context).
-            super().on_message(session, data)
+            super()._dispatch(socket, packet)
         finally:
             _ACK_REQUESTED.reset(token)
 
-    def on_close(self, session: Session, reason: str) -> None:
-        self._peek.pop(session.sid, None)
-        super().on_close(session, reason)
+
+class ReferenceHub(Hub):
+    """A Hub that tells its handlers whether the client wants an acknowledgement."""
+
+    _connection_class = _AckAwareConnection
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -248,27 +238,19 @@ async def main(argv: Sequence[str]) -> int:
         loop.add_signal_handler(sig, stop.set)
     _stdin_closed(loop, stop)
     hub = build(opts, stop)
-    kwargs: dict[str, Any] = {}
+    refuse: Callable[[Request], Response | None] | None = None
     if opts.refuse_websocket:
 
         def refuse(request: Request) -> Response | None:
-            # Replaces the engine's own check (Hub.serve passes hub.engine.process_request):
-            # like a proxy that does not pass upgrades, every WebSocket request gets 403
-            # while the polling handshake still announces "websocket".
+            # Replaces the engine's own check of WebSocket requests: like a proxy that
+            # does not pass upgrades, every WebSocket request gets 403 while the polling
+            # handshake still announces "websocket".
             return Response(403, [("Connection", "close")])
 
-        kwargs["process_request"] = refuse
-    server = await hub.serve(opts.host, opts.port, **kwargs)
-    print(f"READY {server.port}", flush=True)
-    try:
+    # Leaving the block shuts the hub down: clients, server and broker (bounded).
+    async with hub.serve(opts.host, opts.port, process_request=refuse, close_timeout=2.0) as server:
+        print(f"READY {server.port}", flush=True)
         await stop.wait()
-    finally:
-        await hub.close()
-        server.close()
-        try:
-            await asyncio.wait_for(server.wait_closed(), 2.0)
-        except TimeoutError:
-            pass
     return 0
 
 

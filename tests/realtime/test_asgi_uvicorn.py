@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import socket
 import urllib.request
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import tether
 from tether.asgi import ASGIApp
+from tether.broker import MemoryBroker
 from tether.realtime import Hub
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .serving import uvicorn_serving, wait_until
 
 
 @pytest.fixture
@@ -38,26 +35,8 @@ async def app_url() -> AsyncIterator[str]:
         return PlainTextResponse("hello from starlette")
 
     api = Starlette(routes=[Route("/hello", hello)])
-    port = _free_port()
-    config = uvicorn.Config(
-        ASGIApp(hub, other_app=api),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with uvicorn_serving(ASGIApp(hub, other_app=api)) as server:
+        yield f"127.0.0.1:{server.config.port}"
 
 
 def _get(url: str, data: bytes | None = None) -> tuple[int, str]:
@@ -130,3 +109,36 @@ async def test_upgrade_from_polling_to_websocket(app_url: str) -> None:
         await ws.send("5")
         await ws.send("40")
         assert (await ws.recv()).startswith("40{")  # type: ignore[union-attr]
+
+
+async def test_lifespan_reaches_the_hub_and_the_wrapped_app() -> None:
+    broker = MemoryBroker()
+    hub = Hub(broker=broker)
+    events: list[str] = []
+
+    @hub.on_disconnect()
+    def gone(sock: Any, reason: str) -> None:
+        events.append(f"disconnect: {reason}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        events.append("app startup")
+        yield
+        events.append("app shutdown")
+
+    def subscribed() -> int:
+        return broker.subscriber_count
+
+    api = Starlette(lifespan=lifespan)
+    async with uvicorn_serving(ASGIApp(hub, other_app=api), lifespan="on") as server:
+        # Started at startup, before any request.
+        assert events == ["app startup"] and subscribed() == 1
+        base = f"http://127.0.0.1:{server.config.port}/socket.io/?EIO=4&transport=polling"
+        _, body = await asyncio.to_thread(_get, base)
+        sid = json.loads(body[1:])["sid"]
+        await asyncio.to_thread(_get, f"{base}&sid={sid}", b"40")
+        await wait_until(lambda: len(hub.sockets) == 1)
+    # Shutdown closed the hub: its (polling) client, the broker subscription.
+    assert events == ["app startup", "disconnect: server shutting down", "app shutdown"]
+    assert subscribed() == 0
+    assert hub.engine.sessions == {}

@@ -310,8 +310,11 @@ async def test_eio_websocket_messages_echo(suite: SuiteServer) -> None:
 
 async def test_eio_websocket_invalid_packet_closes(suite: SuiteServer) -> None:
     async with Peer.open(suite.ws_url("engine.io")) as peer:
+        (session,) = suite.engine.sessions.values()
         await peer.send("abc")
-        await peer.closed()
+        assert await peer.closed() == []  # nothing but the close
+        assert peer.ws.close_code == 1000
+    assert session.closed_reason == "parse error"
 
 
 async def test_eio_polling_ping_pong(suite: SuiteServer) -> None:
@@ -364,8 +367,11 @@ async def test_eio_polling_forced_close(suite: SuiteServer) -> None:
 
 async def test_eio_websocket_forced_close(suite: SuiteServer) -> None:
     async with Peer.open(suite.ws_url("engine.io")) as peer:
+        (session,) = suite.engine.sessions.values()
         await peer.send("1")
-        await peer.closed()
+        assert await peer.closed() == []
+        assert peer.ws.close_code == 1000
+    assert session.closed_reason == "transport close"
 
 
 async def test_eio_upgrade(suite: SuiteServer) -> None:
@@ -390,7 +396,8 @@ async def test_eio_upgrade(suite: SuiteServer) -> None:
 
         # a second WebSocket with the same sid is closed at once
         async with Peer.open(suite.ws_url("engine.io", query), handshake=False) as second:
-            await second.closed()
+            assert await second.closed() == []  # not even an open packet
+            assert (second.ws.close_code, second.ws.close_reason) == (1008, "bad upgrade")
 
         # the upgraded session keeps working
         await peer.send("4still")
@@ -464,8 +471,11 @@ async def test_sio_unknown_namespace(suite: SuiteServer) -> None:
 
 async def test_sio_invalid_handshake_closes(suite: SuiteServer) -> None:
     async with Peer.open(suite.ws_url("socket.io")) as peer:
+        (session,) = suite.hub.engine.sessions.values()
         await peer.send("4abc")
-        await peer.closed()
+        assert await peer.closed() == []
+        assert peer.ws.close_code == 1000
+    assert session.closed_reason == "parse error"
 
 
 async def test_sio_connect_timeout_closes(suite: SuiteServer) -> None:
@@ -570,5 +580,8 @@ async def test_sio_binary_event_over_polling(suite: SuiteServer) -> None:
 )
 async def test_sio_invalid_packets_close(suite: SuiteServer, packet: str) -> None:
     async with sio_peer(suite) as peer:
+        (session,) = suite.hub.engine.sessions.values()
         await peer.send(packet)
-        await peer.closed()
+        assert await peer.closed() == []  # no event, ack or error before the close
+        assert peer.ws.close_code == 1000
+    assert session.closed_reason == "parse error"

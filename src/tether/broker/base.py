@@ -4,6 +4,9 @@ The realtime layer publishes an :class:`Envelope` for every operation that conce
 nodes (a broadcast, ``disconnect_sockets``, ``sockets_join``...) and delivers the
 envelopes it receives from other nodes to its local sockets. It never knows which broker
 carries them: the embedded in-memory one (one process) or Redis (many).
+:class:`~tether.broker.cluster.ClusterBroker` extends this interface with interest
+routing, requests to every live node and liveness; room membership stays behind the
+realtime layer's adapter (:mod:`tether.realtime.adapter`).
 """
 
 from __future__ import annotations

@@ -60,6 +60,11 @@ class MemoryBroker(ClusterBroker):
         """``"connected"`` until closed, then ``"closed"``."""
         return "closed" if self._closed else "connected"
 
+    @property
+    def subscriber_count(self) -> int:
+        """How many plain ``subscribe()`` subscriptions this node holds (all channels)."""
+        return sum(len(subscribers) for subscribers in self._plain.values())
+
     # The plain API keeps its synchronous behaviour (the hub relies on it) and needs no
     # worker task: it neither starts the broker nor goes through the queue.
 

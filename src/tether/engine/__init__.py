@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
-from .server import EngineServer, Session, SessionHandler, SessionState
+from .server import EngineServer
+from .session import Session, SessionHandler, SessionState
+from .transport import FrameWriter, PreparedMessage, Transport
 
-__all__ = ["EngineServer", "Session", "SessionHandler", "SessionState"]
+__all__ = [
+    "EngineServer",
+    "FrameWriter",
+    "PreparedMessage",
+    "Session",
+    "SessionHandler",
+    "SessionState",
+    "Transport",
+]

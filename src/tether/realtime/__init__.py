@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from ..exceptions import AckTimeout
 from .client import BufferFull, Client, ConnectError, Disconnected, NamespaceSocket
-from .hub import BroadcastOperator, ConnectionRefused, Hub, Namespace, Recovery, Socket
+from .hub import ConnectionRefused, Hub, HubServe, HubServer
+from .namespace import Namespace
+from .operator import BroadcastOperator
+from .recovery import Recovery
+from .socket import Socket
 
 __all__ = [
     "AckTimeout",
@@ -16,6 +20,8 @@ __all__ = [
     "ConnectionRefused",
     "Disconnected",
     "Hub",
+    "HubServe",
+    "HubServer",
     "Namespace",
     "NamespaceSocket",
     "Recovery",

@@ -1,0 +1,398 @@
+"""One Engine.IO session, whatever transport carries it, and what it tells the layer above.
+
+Every per-session queue is bounded: when the peer cannot keep up and
+``max_buffered_packets`` are waiting, the session is closed ("slow consumer" policy:
+disconnect; the client reconnects and, with connection-state recovery, gets what it
+missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..exceptions import ConnectionClosed
+from ..protocol.handshake import Request
+from .packets import Packet, PacketType, decode_packet, encode_packet
+from .transport import PreparedMessage, Transport
+
+if TYPE_CHECKING:
+    from .server import EngineServer
+
+__all__ = ["Session", "SessionHandler", "SessionState"]
+
+logger = logging.getLogger("tether.engine")
+
+_CLOSE = Packet(PacketType.CLOSE)
+_PING = Packet(PacketType.PING)
+
+
+class SessionState(enum.Enum):
+    """The life of a session."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class SessionHandler(Protocol):
+    """What the engine tells the layer above."""
+
+    def on_open(self, session: Session) -> None:
+        """A new session is open."""
+
+    def on_message(self, session: Session, data: str | bytes) -> None:
+        """A MESSAGE packet arrived."""
+
+    def on_close(self, session: Session, reason: str) -> None:
+        """The session closed; ``reason`` as in the reference server."""
+
+
+def _compress_flag(compress: bool) -> bool | None:
+    # None lets the connection decide (permessage-deflate, if negotiated, above its
+    # threshold); False forces an uncompressed frame.
+    return None if compress else False
+
+
+class Session:
+    """One Engine.IO session (a client), whatever transport carries it.
+
+    Attributes:
+        sid: the session id.
+        request: the handshake request (query, headers).
+        transport: ``"polling"`` or ``"websocket"``.
+        state: OPEN, CLOSING or CLOSED.
+        data: free slot for the layer above.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_close_pending",
+        "_deadline",
+        "_deflate",
+        "_drainer",
+        "_ping_timer",
+        "_poll",
+        "_probed",
+        "_queue",
+        "_raw_write",
+        "_upgrading",
+        "closed_reason",
+        "data",
+        "engine",
+        "remote_address",
+        "request",
+        "sid",
+        "state",
+        "transport",
+        "ws",
+    )
+
+    def __init__(self, engine: EngineServer, sid: str, request: Request, transport: str) -> None:
+        self.engine = engine
+        self.sid = sid
+        self.request = request
+        self.transport = transport
+        self.state = SessionState.OPEN
+        self.ws: Transport | None = None
+        self.data: Any = None
+        self.remote_address: Any = None
+        self.closed_reason: str | None = None
+        self._queue: collections.deque[Packet] = collections.deque()  # polling outbox
+        # WebSocket outbox: (message, compress flag of send_nowait)
+        self._backlog: collections.deque[tuple[str | bytes, bool | None]] = collections.deque()
+        self._poll: asyncio.Future[None] | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._raw_write: Callable[[bytes], None] | None = None
+        self._deflate = False
+        self._upgrading = False
+        self._close_pending = False
+        self._probed = False
+
+    def _attach(self, ws: Transport) -> None:
+        """Carry the session over ``ws`` (the upgrade may still be under way)."""
+        self.ws = ws
+        # Shared pre-encoded frames only where the transport can write them and they
+        # need no per-connection compression.
+        self._raw_write = getattr(ws, "write_frame", None)
+        self._deflate = ws.extensions is not None and "permessage-deflate" in ws.extensions
+
+    def _detach(self) -> None:
+        self.ws = None
+        self._raw_write = None
+        self._deflate = False
+
+    # ----------------------------------------------------------------- state for the layer above
+
+    @property
+    def writable(self) -> bool:
+        """Whether a message sent now goes out without waiting in a queue: the WebSocket
+        buffer is under its high-water mark, or on polling a GET is waiting."""
+        ws = self.ws
+        if ws is not None and not self._upgrading:
+            return ws.writable and not self._backlog
+        return self._poll is not None and not self._poll.done()
+
+    def hold_reading(self, held: bool) -> bool:
+        """Stop (True) or resume (False) reading from the client, for a layer above with
+        too much work queued.
+
+        Returns:
+            Whether reading can be held: False on polling, where the request is already
+            read (the caller then needs another policy).
+        """
+        ws = self.ws
+        if ws is None or self._upgrading:
+            return False
+        ws.hold_reading(held)
+        return True
+
+    # ----------------------------------------------------------------- sending
+
+    def send(self, data: str | bytes, *, compress: bool = False) -> None:
+        """Queue a MESSAGE packet; never waits. A no-op once the session is closing.
+
+        Args:
+            data: the payload.
+            compress: allow permessage-deflate for this message (WebSocket, where
+                negotiated).
+        """
+        if self.state is not SessionState.OPEN:
+            return
+        ws = self.ws
+        if ws is None or self._upgrading:
+            self._enqueue(Packet(PacketType.MESSAGE, data))
+            return
+        self._write(ws, data if isinstance(data, bytes) else "4" + data, _compress_flag(compress))
+
+    def send_prepared(self, message: PreparedMessage) -> None:
+        """Queue a message encoded once for many sessions (see :class:`PreparedMessage`)."""
+        raw = self._raw_write
+        ws = self.ws
+        if (
+            raw is not None  # the hot path of a broadcast: the shared frame, as is
+            and ws is not None
+            and ws.writable
+            and not self._backlog
+            and self.state is SessionState.OPEN
+            and not self._upgrading
+            and not (message.compress and self._deflate)
+        ):
+            try:
+                raw(message.wire)
+            except ConnectionClosed:
+                self.close("transport close")
+            return
+        if self.state is not SessionState.OPEN:
+            return
+        if ws is None or self._upgrading:
+            self._enqueue(Packet(PacketType.MESSAGE, message.data))
+            return
+        self._write(ws, message.frame, _compress_flag(message.compress))
+
+    def _send_encoded(self, frame: str | bytes) -> None:
+        """Queue an already encoded Engine.IO packet (``"4..."`` or raw bytes)."""
+        ws = self.ws
+        if ws is None or self._upgrading:
+            if isinstance(frame, bytes):
+                self._enqueue(Packet(PacketType.MESSAGE, frame))
+            else:
+                self._enqueue(decode_packet(frame))
+            return
+        if self.state is SessionState.OPEN:
+            self._write(ws, frame, False)
+
+    def _write(self, ws: Transport, frame: str | bytes, compress: bool | None) -> None:
+        if self._backlog or not ws.writable:
+            self._push_backlog(frame, compress)
+            return
+        try:
+            ws.send_nowait(frame, compress=compress)
+        except ConnectionClosed:
+            self.close("transport close")
+
+    def _slow_consumer(self, what: str) -> None:
+        self.engine.slow_consumer_closes += 1
+        logger.warning("session %s: %s buffer full, closing (slow consumer)", self.sid, what)
+        self.close("transport error", drain=False)
+
+    def _push_backlog(self, frame: str | bytes, compress: bool | None) -> None:
+        if len(self._backlog) >= self.engine.max_buffered_packets:
+            self._slow_consumer("send")
+            return
+        self._backlog.append((frame, compress))
+        if self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain_backlog())
+
+    def _flush_backlog(self, ws: Transport, *, wait_writable: bool) -> None:
+        backlog = self._backlog
+        while backlog and (not wait_writable or ws.writable):
+            frame, compress = backlog.popleft()
+            ws.send_nowait(frame, compress=compress)
+
+    async def _drain_backlog(self) -> None:
+        ws = self.ws
+        try:
+            while self._backlog and ws is not None and self.state is SessionState.OPEN:
+                await ws.drain()
+                self._flush_backlog(ws, wait_writable=True)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._drainer = None
+
+    def _enqueue(self, packet: Packet) -> None:
+        if len(self._queue) >= self.engine.max_buffered_packets:
+            self._slow_consumer("poll")
+            return
+        self._queue.append(packet)
+        self._wake_poll()
+
+    def _wake_poll(self) -> None:
+        poll = self._poll
+        if poll is not None and not poll.done():
+            poll.set_result(None)
+
+    def _drain_queue(self) -> list[Packet]:
+        packets = list(self._queue)
+        self._queue.clear()
+        if self.state is SessionState.CLOSING:
+            if self._close_pending:
+                self._close_pending = False
+                self._queue.append(_CLOSE)
+            else:
+                self._finish_close()
+        return packets
+
+    def _finish_close(self) -> None:
+        self.state = SessionState.CLOSED
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.engine._sessions.pop(self.sid, None)
+
+    def _send_control(self, packet: Packet) -> None:
+        ws = self.ws
+        if ws is not None and not self._upgrading:
+            try:
+                ws.send_nowait(encode_packet(packet, binary_supported=True), compress=False)
+            except ConnectionClosed:
+                self.close("transport close")
+        else:
+            self._enqueue(packet)
+
+    # ----------------------------------------------------------------- heartbeat
+
+    def _schedule_ping(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._ping_timer = loop.call_later(self.engine.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self.state is not SessionState.OPEN:
+            return
+        self._send_control(_PING)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self.engine.ping_timeout, self._ping_timeout)
+
+    def _ping_timeout(self) -> None:
+        self._deadline = None
+        logger.info("session %s: no pong in time", self.sid)
+        self.close("ping timeout", drain=False)
+
+    def _on_pong(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+            self._schedule_ping()
+
+    # ----------------------------------------------------------------- receiving
+
+    def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            assert packet.data is not None
+            self.engine.handler.on_message(self, packet.data)
+        elif ptype is PacketType.PONG:
+            self._on_pong()
+        elif ptype is PacketType.CLOSE:
+            self.close("transport close", send_close=False)
+        elif ptype is PacketType.PING:
+            self._send_control(Packet(PacketType.PONG, packet.data))
+        elif ptype is PacketType.NOOP:
+            pass
+        else:
+            self.close("parse error", drain=False)
+
+    # ----------------------------------------------------------------- closing
+
+    def close(
+        self,
+        reason: str = "forced close",
+        *,
+        send_close: bool = True,
+        drain: bool = True,
+    ) -> None:
+        """Close the session; the handler's ``on_close`` gets ``reason``.
+
+        Args:
+            reason: the disconnect reason.
+            send_close: send the close packet to a polling client.
+            drain: a server-initiated close (the default): what is queued is delivered
+                first and, on polling without a GET waiting, the session lingers until
+                the next GET takes the close packet (at most pingInterval +
+                pingTimeout). Error closes (parse error, transport error, ping timeout)
+                pass False: the session is gone at once, as with the reference server.
+        """
+        if self.state is not SessionState.OPEN:
+            return
+        self.closed_reason = reason
+        for timer in (self._ping_timer, self._deadline):
+            if timer is not None:
+                timer.cancel()
+        self._ping_timer = self._deadline = None
+        if self._drainer is not None:
+            self._drainer.cancel()
+        ws = self.ws
+        if ws is not None and self._upgrading:
+            # An unfinished upgrade: the session is still a polling one; drop the probe.
+            self.engine._spawn(ws.close(1000))
+            ws = None
+        if ws is not None:
+            if drain:
+                try:
+                    self._flush_backlog(ws, wait_writable=False)  # max_buffered_packets
+                except ConnectionClosed:
+                    pass
+            self.engine._spawn(ws.close(1000))
+        self._backlog.clear()
+        poll = self._poll
+        poll_waiting = poll is not None and not poll.done()
+        if drain and send_close and ws is None and (self._queue or not poll_waiting):
+            # Deliver the queue with one GET and the close packet with the next, as the
+            # reference server does: clients handle a close packet before the packets
+            # that precede it in the same payload.
+            self.state = SessionState.CLOSING
+            if self._queue:
+                self._close_pending = True
+            else:
+                self._queue.append(_CLOSE)
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(
+                self.engine.ping_interval + self.engine.ping_timeout, self._finish_close
+            )
+        else:
+            if send_close and ws is None:
+                self._queue.append(_CLOSE)  # for a GET waiting now
+            self._finish_close()
+        self._wake_poll()
+        try:
+            self.engine.handler.on_close(self, reason)
+        except Exception:
+            logger.exception("error in on_close handler")

@@ -1,0 +1,72 @@
+"""The room index of a namespace: which sockets are in which rooms (this node).
+
+Socket.IO calls this the adapter. It is the seam a cluster broker plugs into: the
+namespace asks the adapter for room membership and never walks the rooms itself, so a
+cross-node adapter can answer the same questions for the whole cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+
+__all__ = ["LocalAdapter"]
+
+
+class LocalAdapter:
+    """Room membership of the sockets on this node, indexed both ways."""
+
+    __slots__ = ("_rooms", "_socket_rooms")
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, set[str]] = {}
+        self._socket_rooms: dict[str, set[str]] = {}
+
+    def rooms_of(self, sid: str) -> set[str]:
+        """The rooms ``sid`` is in (a copy)."""
+        return set(self._socket_rooms.get(sid, ()))
+
+    def members(self, room: str) -> Set[str]:
+        """The sids in ``room`` (read-only view; empty for an unknown room)."""
+        return self._rooms.get(room, frozenset())
+
+    @property
+    def rooms(self) -> dict[str, set[str]]:
+        """Every room with members, by name (a copy)."""
+        return {room: set(sids) for room, sids in self._rooms.items()}
+
+    def join(self, sid: str, rooms: Iterable[str]) -> None:
+        """Add ``sid`` to ``rooms``."""
+        mine = self._socket_rooms.setdefault(sid, set())
+        for room in rooms:
+            mine.add(room)
+            self._rooms.setdefault(room, set()).add(sid)
+
+    def leave(self, sid: str, rooms: Iterable[str]) -> None:
+        """Remove ``sid`` from ``rooms``; a room without members is forgotten."""
+        mine = self._socket_rooms.get(sid)
+        for room in rooms:
+            if mine is not None:
+                mine.discard(room)
+            members = self._rooms.get(room)
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del self._rooms[room]
+
+    def leave_all(self, sid: str) -> None:
+        """Remove ``sid`` from every room."""
+        self.leave(sid, list(self._socket_rooms.get(sid, ())))
+        self._socket_rooms.pop(sid, None)
+
+    def match(self, rooms: Set[str], except_rooms: Set[str], everyone: Set[str]) -> set[str]:
+        """The sids in any of ``rooms`` (``everyone`` when empty) and in none of
+        ``except_rooms``."""
+        if rooms:
+            sids: set[str] = set()
+            for room in rooms:
+                sids |= self._rooms.get(room, set())
+        else:
+            sids = set(everyone)
+        for room in except_rooms:
+            sids -= self._rooms.get(room, set())
+        return sids

@@ -1,0 +1,265 @@
+"""One Engine.IO session seen from Socket.IO: packet dispatch, connecting to namespaces
+(middlewares, recovery) and the bound on event handlers still running."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import time
+import urllib.parse
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ..engine.session import Session, SessionState
+from ..exceptions import ConnectionRefused
+from .packets import Decoder, Packet, PacketType, SocketIOPacketError, encode, encode_ack
+from .socket import Handshake, Socket
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .namespace import Namespace
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("tether.realtime")
+
+# Reasons after which a socket's state is not kept for recovery: it left on purpose.
+_DELIBERATE = frozenset(
+    ("client namespace disconnect", "server namespace disconnect", "server shutting down")
+)
+
+
+def _ack_value(result: Any) -> list[Any]:
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
+
+
+async def _call_all(callbacks: list[Any], *args: Any) -> None:
+    """Call each callback (sync or async) in order; ConnectionRefused propagates."""
+    for callback in callbacks:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+
+
+class Connection:
+    """One Engine.IO session and the namespace sockets it carries."""
+
+    def __init__(self, hub: Hub, session: Session) -> None:
+        self.hub = hub
+        self.session = session
+        self.decoder = Decoder(max_attachments=hub.max_attachments)
+        self.sockets: dict[str, Socket] = {}
+        self.loop = asyncio.get_running_loop()
+        self.connect_timer: asyncio.TimerHandle | None = self.loop.call_later(
+            hub.connect_timeout, self._connect_timeout
+        )
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.held = False
+
+    def _connect_timeout(self) -> None:
+        self.connect_timer = None
+        if not self.sockets:
+            logger.info(
+                "session %s: no CONNECT within %ss", self.session.sid, self.hub.connect_timeout
+            )
+            self.session.close("connect timeout")
+
+    def _cancel_connect_timer(self) -> None:
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+            self.connect_timer = None
+
+    # ------------------------------------------------------------------ handler bound
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        hub_tasks = self.hub._tasks
+        hub_tasks.add(task)
+        task.add_done_callback(hub_tasks.discard)
+        task.add_done_callback(self._task_done)
+        limit = self.hub.max_pending_handlers
+        if len(self.tasks) >= limit and not self.held:
+            # Bounded: a client whose events outrun their handlers is read no further
+            # (WebSocket: TCP pushes back); a polling client, whose requests are already
+            # read, is disconnected past 4x.
+            if self.session.hold_reading(True):
+                self.held = True
+            elif len(self.tasks) >= 4 * limit:
+                logger.warning(
+                    "session %s: %d handlers pending, closing", self.session.sid, len(self.tasks)
+                )
+                self.session.close("transport error", drain=False)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if self.held and len(self.tasks) <= self.hub.max_pending_handlers // 2:
+            self.held = False
+            self.session.hold_reading(False)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("error in event handler", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ packets
+
+    def on_message(self, data: str | bytes) -> None:
+        """Handle one Engine.IO message (a Socket.IO packet or one of its attachments)."""
+        try:
+            packet = self.decoder.feed(data)
+        except (SocketIOPacketError, TypeError) as exc:
+            logger.info("session %s: invalid packet: %s", self.session.sid, exc)
+            self.session.close("parse error", drain=False)
+            return
+        if packet is None:
+            return
+        ptype = packet.type
+        socket = self.sockets.get(packet.namespace)
+        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+            if socket is not None:
+                self._dispatch(socket, packet)
+        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+            if socket is not None and packet.id is not None:
+                socket._on_ack(packet.id, list(packet.data))
+        elif ptype is PacketType.CONNECT:
+            self._spawn(self._connect(packet))
+        elif ptype is PacketType.DISCONNECT:
+            if socket is not None:
+                self._spawn(self._remove_socket(socket, "client namespace disconnect"))
+        else:
+            self.session.close("parse error", drain=False)
+
+    def _dispatch(self, socket: Socket, packet: Packet) -> None:
+        data = packet.data
+        event, args = data[0], data[1:]
+        ns = socket.namespace
+        handler = ns._handlers.get(event)
+        if handler is not None:
+            call_args: tuple[Any, ...] = (socket, *args)
+        elif ns._catch_all is not None:
+            handler = ns._catch_all
+            call_args = (socket, event, *args)
+        else:
+            return
+        ack_id = packet.id
+        try:
+            result = handler(*call_args)
+        except Exception:
+            logger.exception("error in handler for %r", event)
+            return
+        if inspect.iscoroutine(result):
+            self._spawn(result if ack_id is None else self._finish(socket, result, ack_id))
+        elif inspect.isawaitable(result):
+            self._spawn(self._finish(socket, result, ack_id))
+        elif ack_id is not None:
+            socket._send(encode_ack(ns.name, ack_id, _ack_value(result)))
+
+    async def _finish(self, socket: Socket, result: Awaitable[Any], ack_id: int | None) -> None:
+        value = await result
+        if ack_id is not None and socket.connected:
+            socket._send(encode_ack(socket.namespace.name, ack_id, _ack_value(value)))
+
+    # ------------------------------------------------------------------ connecting
+
+    def _handshake(self, auth: dict[str, Any]) -> Handshake:
+        request = self.session.request
+        return Handshake(
+            auth=auth,
+            headers={k.lower(): v for k, v in request.headers},
+            query=dict(urllib.parse.parse_qsl(request.query)),
+            address=self.session.remote_address,
+            time=time.time(),
+            url=request.target,
+        )
+
+    async def _connect(self, packet: Packet) -> None:
+        name = packet.namespace
+        auth = packet.data if isinstance(packet.data, dict) else {}
+        if name in self.sockets:
+            return
+        ns = await self.hub._namespace_for(name, auth)
+        if ns is None:
+            self._send_error(name, "Invalid namespace")
+            return
+        log = ns.recovery_log
+        restored = log.restore(auth) if log is not None else None
+        sid = restored[0].sid if restored is not None else secrets.token_urlsafe(15)
+        socket = Socket(ns, self, sid, self._handshake(auth))
+        if restored is None or log is None or not log.options.skip_middlewares:
+            try:
+                await _call_all(ns._middlewares, socket, auth)
+            except ConnectionRefused as exc:
+                self._send_error(name, exc.message, exc.data)
+                return
+            except Exception as exc:
+                logger.exception("error in middleware")
+                self._send_error(name, str(exc) or "Internal error")
+                return
+        if self.session.state is not SessionState.OPEN or name in self.sockets:
+            return
+        self._cancel_connect_timer()
+        reply: dict[str, Any] = {"sid": sid}
+        if log is not None:
+            if restored is not None:
+                socket.pid = restored[0].pid
+                socket.data = restored[0].data
+                socket.recovered = True
+            else:
+                socket.pid = secrets.token_urlsafe(15)
+            reply["pid"] = socket.pid
+        self.sockets[name] = socket
+        ns.sockets[sid] = socket
+        ns.adapter.join(sid, [sid, *(restored[0].rooms if restored is not None else ())])
+        socket.connected = True
+        socket._send(encode(Packet(PacketType.CONNECT, name, reply)))
+        if restored is not None:
+            for pieces in restored[1]:
+                socket._send(pieces)
+        await self._connected(ns, socket, auth)
+
+    async def _connected(self, ns: Namespace, socket: Socket, auth: dict[str, Any]) -> None:
+        for callback in ns._on_connect:
+            try:
+                await _call_all([callback], socket, auth)
+            except ConnectionRefused as exc:
+                await socket.disconnect()
+                logger.info("connection refused after connect: %s", exc.message)
+                return
+            except Exception:
+                logger.exception("error in connect handler")
+
+    def _send_error(self, name: str, message: str, data: Any = None) -> None:
+        payload: dict[str, Any] = {"message": message}
+        if data is not None:
+            payload["data"] = data
+        for piece in encode(Packet(PacketType.CONNECT_ERROR, name, payload)):
+            self.session.send(piece)
+
+    # ------------------------------------------------------------------ disconnecting
+
+    async def _remove_socket(self, socket: Socket, reason: str) -> None:
+        if not socket.connected:
+            return
+        socket.connected = False
+        ns = socket.namespace
+        self.sockets.pop(ns.name, None)
+        if reason not in _DELIBERATE:
+            ns._store(socket)
+        ns.adapter.leave_all(socket.sid)
+        ns.sockets.pop(socket.sid, None)
+        socket._fail_acks(reason)
+        for callback in ns._on_disconnect:
+            try:
+                await _call_all([callback], socket, reason)
+            except Exception:
+                logger.exception("error in disconnect handler")
+
+    def on_close(self, reason: str) -> None:
+        """The Engine.IO session closed: every socket disconnects with ``reason``."""
+        self._cancel_connect_timer()
+        for socket in list(self.sockets.values()):
+            self._spawn(self._remove_socket(socket, reason))

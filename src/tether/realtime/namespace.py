@@ -1,0 +1,176 @@
+"""A Socket.IO namespace: handlers, middlewares, its sockets and their rooms."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..engine.transport import PreparedMessage
+from .adapter import LocalAdapter
+from .operator import BroadcastOperator
+from .packets import encode_event
+from .recovery import RecoveryLog
+from .socket import Socket
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["Handler", "Middleware", "Namespace"]
+
+Handler = Callable[..., Any]
+Middleware = Callable[[Socket, dict[str, Any]], Awaitable[None] | None]
+
+
+class Namespace:
+    """A Socket.IO namespace: handlers, middlewares, rooms and sockets."""
+
+    def __init__(self, hub: Hub, name: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.sockets: dict[str, Socket] = {}
+        self.adapter = LocalAdapter()
+        self._handlers: dict[str, Handler] = {}
+        self._catch_all: Handler | None = None
+        self._on_connect: list[Handler] = []
+        self._on_disconnect: list[Handler] = []
+        self._middlewares: list[Middleware] = []
+        self.recovery_log = (
+            RecoveryLog(hub.recovery, name, hub._offset_prefix)
+            if hub.recovery is not None
+            else None
+        )
+
+    def _inherit(self, parent: Namespace) -> None:
+        """Take the handlers and middlewares of a dynamic namespace's parent."""
+        self._handlers.update(parent._handlers)
+        self._catch_all = parent._catch_all
+        self._on_connect = list(parent._on_connect)
+        self._on_disconnect = list(parent._on_disconnect)
+        self._middlewares = list(parent._middlewares)
+
+    # ------------------------------------------------------------------ registration
+
+    def on(self, event: str) -> Callable[[Handler], Handler]:
+        """Register an event handler ``async def(socket, *args)``; ``"*"`` catches all
+        (``async def(socket, event, *args)``). A returned value is the acknowledgement
+        (a tuple for several arguments)."""
+
+        def decorator(func: Handler) -> Handler:
+            if event == "*":
+                self._catch_all = func
+            elif event == "connect":
+                self._on_connect.append(func)
+            elif event == "disconnect":
+                self._on_disconnect.append(func)
+            else:
+                self._handlers[event] = func
+            return func
+
+        return decorator
+
+    def on_connect(self) -> Callable[[Handler], Handler]:
+        """Register ``async def(socket, auth)`` called after a socket connected."""
+        return self.on("connect")
+
+    def on_disconnect(self) -> Callable[[Handler], Handler]:
+        """Register ``async def(socket, reason)`` called after a socket disconnected."""
+        return self.on("disconnect")
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add a middleware ``async def(socket, auth)``; raise :class:`ConnectionRefused`
+        to refuse the connection."""
+        self._middlewares.append(middleware)
+        return middleware
+
+    # ------------------------------------------------------------------ targeting
+
+    def to(self, *rooms: str) -> BroadcastOperator:
+        """Target rooms."""
+        return BroadcastOperator(self, rooms=set(rooms))
+
+    in_ = to
+
+    def except_(self, *rooms: str) -> BroadcastOperator:
+        """Target everyone but these rooms."""
+        return BroadcastOperator(self, except_rooms=set(rooms))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """A volatile broadcast."""
+        return BroadcastOperator(self, volatile=True)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """A broadcast to this node only."""
+        return BroadcastOperator(self, local=True)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """A broadcast with acknowledgements."""
+        return BroadcastOperator(self, timeout=seconds)
+
+    def compress(self, value: bool = True) -> BroadcastOperator:
+        """A broadcast with permessage-deflate allowed (True) or not (False)."""
+        return BroadcastOperator(self, compress=value)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every socket of the namespace."""
+        await BroadcastOperator(self).emit(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket of the namespace (this node)."""
+        return list(self.sockets.values())
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the namespace."""
+        await BroadcastOperator(self).disconnect_sockets(close)
+
+    async def sockets_join(self, *rooms: str) -> None:
+        """Make every socket join rooms."""
+        await BroadcastOperator(self).sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str) -> None:
+        """Make every socket leave rooms."""
+        await BroadcastOperator(self).sockets_leave(*rooms)
+
+    # ------------------------------------------------------------------ delivery
+
+    def _match(self, rooms: set[str], except_rooms: set[str]) -> list[Socket]:
+        sockets = self.sockets
+        sids = self.adapter.match(rooms, except_rooms, sockets.keys())
+        return [sockets[s] for s in sids if s in sockets]
+
+    def _broadcast(
+        self,
+        event: str,
+        args: Sequence[Any],
+        rooms: set[str],
+        except_rooms: set[str],
+        volatile: bool,
+        compress: bool = True,
+    ) -> None:
+        log = self.recovery_log
+        if log is not None and not volatile:
+            offset = log.record(event, list(args), rooms, except_rooms)
+            pieces = encode_event(self.name, event, [*args, offset])
+        else:
+            pieces = encode_event(self.name, event, args)
+        targets = self._match(rooms, except_rooms)
+        if not targets:
+            return
+        if len(pieces) == 1:
+            # Encode once: the engine shares one message (and one WebSocket frame, where
+            # it can) between every recipient.
+            message = PreparedMessage(pieces[0], compress=compress)
+            for socket in targets:
+                session = socket.client.session
+                if volatile and not session.writable:
+                    continue
+                session.send_prepared(message)
+        else:
+            for socket in targets:
+                socket._send(pieces, volatile, compress)
+
+    def _store(self, socket: Socket) -> None:
+        log = self.recovery_log
+        if log is not None and socket.pid is not None:
+            log.store(socket.sid, socket.pid, self.adapter.rooms_of(socket.sid), socket.data)

@@ -1,0 +1,149 @@
+"""The broadcast operator: a target (rooms to include and exclude) and flags."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import AckTimeout
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+    from .socket import Socket
+
+__all__ = ["BroadcastOperator"]
+
+
+class BroadcastOperator:
+    """A broadcast target: rooms to include and exclude, and flags. Immutable-ish."""
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        rooms: set[str] | None = None,
+        except_rooms: set[str] | None = None,
+        *,
+        volatile: bool = False,
+        local: bool = False,
+        timeout: float | None = None,
+        compress: bool = True,
+    ) -> None:
+        self._ns = namespace
+        self._rooms = rooms or set()
+        self._except = except_rooms or set()
+        self._volatile = volatile
+        self._local = local
+        self._timeout = timeout
+        self._compress = compress
+
+    def _copy(self, **changes: Any) -> BroadcastOperator:
+        values: dict[str, Any] = {
+            "rooms": set(self._rooms),
+            "except_rooms": set(self._except),
+            "volatile": self._volatile,
+            "local": self._local,
+            "timeout": self._timeout,
+            "compress": self._compress,
+        }
+        values.update(changes)
+        rooms = values.pop("rooms")
+        except_rooms = values.pop("except_rooms")
+        return BroadcastOperator(self._ns, rooms, except_rooms, **values)
+
+    def to(self, *rooms: str) -> BroadcastOperator:
+        """Also target these rooms."""
+        return self._copy(rooms=self._rooms | set(rooms))
+
+    in_ = to
+
+    def except_(self, *rooms: str) -> BroadcastOperator:
+        """Exclude sockets in these rooms."""
+        return self._copy(except_rooms=self._except | set(rooms))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Drop the event for clients that cannot take it right now."""
+        return self._copy(volatile=True)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only this node's sockets (no fan-out through the broker)."""
+        return self._copy(local=True)
+
+    def compress(self, value: bool = True) -> BroadcastOperator:
+        """Allow (True, the default) or forbid permessage-deflate for the event on
+        WebSocket transports; it only applies when the server was started with
+        compression."""
+        return self._copy(compress=value)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """The acknowledgement timeout of :meth:`emit_with_ack`."""
+        return self._copy(timeout=seconds)
+
+    def _targets(self) -> list[Socket]:
+        return self._ns._match(self._rooms, self._except)
+
+    async def _fan_out(self, kind: str, **payload: Any) -> None:
+        """Tell the other nodes (through the broker) to do the same, unless local."""
+        if not self._local:
+            payload["rooms"] = sorted(self._rooms)
+            payload["except"] = sorted(self._except)
+            await self._ns.hub._publish(kind, self._ns.name, payload)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every matching socket (encoded once)."""
+        self._ns._broadcast(event, args, self._rooms, self._except, self._volatile, self._compress)
+        await self._fan_out(
+            "broadcast",
+            event=event,
+            args=list(args),
+            volatile=self._volatile,
+            compress=self._compress,
+        )
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Send an event to every matching local socket and gather their acknowledgements.
+
+        Returns:
+            One response per socket that answered in time (its only argument, or a tuple).
+
+        Raises:
+            AckTimeout: some sockets did not answer within the timeout (``.responses``
+                on the exception holds those that did).
+        """
+        timeout = self._timeout if self._timeout is not None else 10.0
+        sockets = self._targets()
+        results = await asyncio.gather(
+            *(s.emit_with_ack(event, *args, timeout=timeout) for s in sockets),
+            return_exceptions=True,
+        )
+        responses = [r for r in results if not isinstance(r, BaseException)]
+        if len(responses) != len(results):
+            exc = AckTimeout(
+                f"{len(results) - len(responses)} of {len(results)} clients did not acknowledge"
+            )
+            exc.responses = responses  # type: ignore[attr-defined]
+            raise exc
+        return responses
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """The matching sockets (this node)."""
+        return self._targets()
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the matching sockets."""
+        for socket in self._targets():
+            await socket.disconnect(close)
+        await self._fan_out("disconnect", close=close)
+
+    async def sockets_join(self, *rooms: str) -> None:
+        """Make the matching sockets join rooms."""
+        for socket in self._targets():
+            socket.join(*rooms)
+        await self._fan_out("join", target=list(rooms))
+
+    async def sockets_leave(self, *rooms: str) -> None:
+        """Make the matching sockets leave rooms."""
+        for socket in self._targets():
+            socket.leave(*rooms)
+        await self._fan_out("leave", target=list(rooms))

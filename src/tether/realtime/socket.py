@@ -1,0 +1,186 @@
+"""One client connected to one namespace: emitting, acknowledgements, rooms."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..engine.session import Session
+from ..exceptions import AckTimeout, Disconnected
+from .operator import BroadcastOperator
+from .packets import Packet, PacketType, encode, encode_event
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .namespace import Namespace
+
+__all__ = ["Socket"]
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What the client sent when it connected to the namespace."""
+
+    auth: dict[str, Any]
+    headers: dict[str, str]
+    query: dict[str, str]
+    address: Any
+    time: float
+    url: str
+
+
+class Socket:
+    """One client connected to one namespace.
+
+    Attributes:
+        sid: this socket's id (also the name of its own room).
+        namespace: the :class:`Namespace`.
+        handshake: ``auth``, ``headers``, ``query``, ``address``, ``time``, ``url``.
+        data: free per-socket data (kept across a recovered reconnection).
+        recovered: whether this connection recovered a previous session's state.
+        connected: whether the socket is connected.
+    """
+
+    def __init__(
+        self, namespace: Namespace, client: Connection, sid: str, handshake: Handshake
+    ) -> None:
+        self.namespace = namespace
+        self.client = client
+        self.sid = sid
+        self.pid: str | None = None
+        self.handshake = handshake
+        self.data: dict[str, Any] = {}
+        self.recovered = False
+        self.connected = False
+        self._acks: dict[int, asyncio.Future[list[Any]]] = {}
+        self._ack_id = 0
+
+    @property
+    def rooms(self) -> set[str]:
+        """The rooms this socket is in (including its own)."""
+        return self.namespace.adapter.rooms_of(self.sid)
+
+    @property
+    def session(self) -> Session:
+        """The Engine.IO session carrying this socket."""
+        return self.client.session
+
+    @property
+    def transport(self) -> str:
+        """``"polling"`` or ``"websocket"``."""
+        return self.client.session.transport
+
+    # ------------------------------------------------------------------ emitting
+
+    def _send(
+        self, pieces: list[str | bytes], volatile: bool = False, compress: bool = False
+    ) -> None:
+        session = self.client.session
+        if volatile and not session.writable:
+            return
+        for piece in pieces:
+            session.send(piece, compress=compress)
+
+    async def emit(
+        self, event: str, *args: Any, volatile: bool = False, compress: bool = True
+    ) -> None:
+        """Send an event to this client.
+
+        Args:
+            event: the event name.
+            *args: its arguments (JSON values; bytes become binary attachments).
+            volatile: drop the event if the client cannot take it right now.
+            compress: allow permessage-deflate for it (WebSocket, when the server was
+                started with compression and the message is above its threshold);
+                False sends it uncompressed.
+
+        Raises:
+            ValueError: a reserved event name.
+            TypeError: arguments JSON cannot represent.
+        """
+        if self.connected:
+            self._send(encode_event(self.namespace.name, event, args), volatile, compress)
+
+    def emit_nowait(self, event: str, *args: Any) -> None:
+        """Like :meth:`emit`, without awaiting (for sync code)."""
+        if self.connected:
+            self._send(encode_event(self.namespace.name, event, args))
+
+    async def send(self, *args: Any) -> None:
+        """Emit a ``message`` event."""
+        await self.emit("message", *args)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float = 10.0) -> Any:
+        """Send an event and wait for the client's acknowledgement.
+
+        Returns:
+            The acknowledgement: its only argument, a tuple for several, None for none.
+
+        Raises:
+            AckTimeout: no acknowledgement within ``timeout`` seconds.
+            ConnectionError: the socket disconnected first.
+        """
+        if not self.connected:
+            raise Disconnected("socket is disconnected")
+        self._ack_id += 1
+        ack_id = self._ack_id
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = fut
+        try:
+            self._send(encode_event(self.namespace.name, event, args, ack_id))
+            try:
+                args_back = await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise AckTimeout(f"no acknowledgement for {event!r} within {timeout}s") from None
+        finally:
+            self._acks.pop(ack_id, None)
+        if not args_back:
+            return None
+        return args_back[0] if len(args_back) == 1 else tuple(args_back)
+
+    def _on_ack(self, ack_id: int, args: list[Any]) -> None:
+        fut = self._acks.pop(ack_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(args)
+
+    def _fail_acks(self, reason: str) -> None:
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(Disconnected(f"socket disconnected: {reason}"))
+                fut.exception()
+
+    # ------------------------------------------------------------------ rooms
+
+    def join(self, *rooms: str) -> None:
+        """Join rooms."""
+        self.namespace.adapter.join(self.sid, rooms)
+
+    def leave(self, *rooms: str) -> None:
+        """Leave rooms (a socket cannot leave its own room)."""
+        self.namespace.adapter.leave(self.sid, [r for r in rooms if r != self.sid])
+
+    def to(self, *rooms: str) -> BroadcastOperator:
+        """Broadcast to rooms, except this socket."""
+        return BroadcastOperator(self.namespace, rooms=set(rooms), except_rooms={self.sid})
+
+    in_ = to
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Broadcast to every socket of the namespace except this one."""
+        return BroadcastOperator(self.namespace, except_rooms={self.sid})
+
+    # ------------------------------------------------------------------ closing
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect from this namespace (``close`` closes the whole connection)."""
+        if not self.connected:
+            return
+        self._send(encode(Packet(PacketType.DISCONNECT, self.namespace.name)))
+        await self.client._remove_socket(self, "server namespace disconnect")
+        if close:
+            self.client.session.close("forced server close", drain=True)
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.sid} {self.namespace.name}>"
