@@ -21,78 +21,22 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from . import exceptions as _exceptions
 from .asyncio import Backoff, Server, WebSocket, broadcast, connect, serve
-from .exceptions import (
-    AckTimeout,
-    BufferFull,
-    CloseTimeout,
-    ConnectError,
-    ConnectionClosed,
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    ConnectionRefused,
-    Disconnected,
-    EngineConnectionError,
-    EnginePacketError,
-    HTTPConnectionError,
-    HTTPError,
-    InvalidHandshake,
-    InvalidInput,
-    InvalidRequest,
-    InvalidResponse,
-    InvalidState,
-    InvalidStatus,
-    InvalidURI,
-    NegotiationError,
-    OpenTimeout,
-    PacketError,
-    PayloadTooBig,
-    ProtocolError,
-    SocketIOPacketError,
-    TetherError,
-    TimeoutError,
-)
+from .exceptions import *  # noqa: F403  (the whole exception tree is public API)
 from .protocol import CloseCode, DeflateOptions, Headers, Request, Response, State
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AckTimeout",
     "Backoff",
-    "BufferFull",
     "CloseCode",
-    "CloseTimeout",
-    "ConnectError",
-    "ConnectionClosed",
-    "ConnectionClosedError",
-    "ConnectionClosedOK",
-    "ConnectionRefused",
     "DeflateOptions",
-    "Disconnected",
-    "EngineConnectionError",
-    "EnginePacketError",
-    "HTTPConnectionError",
-    "HTTPError",
     "Headers",
-    "InvalidHandshake",
-    "InvalidInput",
-    "InvalidRequest",
-    "InvalidResponse",
-    "InvalidState",
-    "InvalidStatus",
-    "InvalidURI",
-    "NegotiationError",
-    "OpenTimeout",
-    "PacketError",
-    "PayloadTooBig",
-    "ProtocolError",
     "Request",
     "Response",
     "Server",
-    "SocketIOPacketError",
     "State",
-    "TetherError",
-    "TimeoutError",
     "WebSocket",
     "__version__",
     "broadcast",
@@ -100,6 +44,7 @@ __all__ = [
     "run",
     "serve",
 ]
+__all__ += _exceptions.__all__
 
 T = TypeVar("T")
 

@@ -8,9 +8,8 @@ import logging
 import random
 import ssl as ssl_module
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from ..exceptions import (
@@ -29,6 +28,7 @@ from ..protocol.handshake import (
 )
 from .connection import WebSocket
 from .http import HTTPError, ResponseParser
+from .opening import Opening
 from .options import Compression, ConnectionOptions, deflate_options
 
 __all__ = ["Backoff", "WebSocketURI", "connect", "parse_uri"]
@@ -149,7 +149,7 @@ class _ClientHTTPProtocol(asyncio.Protocol):
                 )
 
 
-class connect:
+class connect(Opening[WebSocket]):
     """Open a WebSocket connection: ``ws = await connect(uri)``.
 
     Also ``async with connect(uri) as ws:`` (closed on exit), and ``async for ws in
@@ -238,7 +238,6 @@ class connect:
         self.additional_headers = list(additional_headers or ())
         self.user_agent = user_agent
         self.backoff = backoff or Backoff()
-        self._ws: WebSocket | None = None
 
     async def _create(self) -> WebSocket:
         try:
@@ -298,21 +297,8 @@ class connect:
         ws.log.debug("connected to %s", uri.host_header + uri.target)
         return ws
 
-    def __await__(self) -> Generator[Any, None, WebSocket]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> WebSocket:
-        self._ws = await self._create()
-        return self._ws
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+    async def _dispose(self, value: WebSocket, exc: BaseException | None) -> None:
+        await value.close()
 
     def __aiter__(self) -> AsyncIterator[WebSocket]:
         return self._reconnecting()

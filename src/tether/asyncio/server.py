@@ -12,8 +12,7 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidRequest
@@ -22,6 +21,7 @@ from ..protocol.handshake import Request, Response, is_upgrade_request, server_a
 from .connection import WebSocket
 from .http import HTTPError, RequestParser
 from .linger import linger_close
+from .opening import Opening
 from .options import Compression, ConnectionOptions, deflate_options
 
 __all__ = ["HTTPHandler", "Handler", "ProcessRequest", "Server", "serve"]
@@ -393,17 +393,12 @@ class Server:
     async def __aenter__(self) -> Server:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         await self.wait_closed()
 
 
-class serve:
+class serve(Opening[Server]):
     """Start a WebSocket server: ``server = await serve(handler, host, port)``.
 
     Also ``async with serve(...) as server:``, which closes it gracefully on exit.
@@ -502,16 +497,6 @@ class serve:
         )
         return self._server
 
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> Server:
-        return await self._create()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._server.__aexit__(exc_type, exc, tb)
+    async def _dispose(self, value: Server, exc: BaseException | None) -> None:
+        value.close()
+        await value.wait_closed()

@@ -26,10 +26,10 @@ import re
 import secrets
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ..asyncio.opening import Opening
 from ..asyncio.options import ConnectionOptions, deflate_options
 from ..asyncio.server import ProcessRequest, Server
 from ..broker.base import Broker, Envelope
@@ -422,7 +422,7 @@ class HubServer(Server):
             await hub._finish_close()
 
 
-class HubServe:
+class HubServe(Opening[HubServer]):
     """What :meth:`Hub.serve` returns: await it, or ``async with`` it."""
 
     def __init__(
@@ -446,17 +446,6 @@ class HubServe:
         hub._close_timeout = max(hub._close_timeout, self._server.options.close_timeout)
         return self._server
 
-    def __await__(self) -> Generator[Any, None, HubServer]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> HubServer:
-        return await self._create()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.close()
-        await self._server.wait_closed()
+    async def _dispose(self, value: HubServer, exc: BaseException | None) -> None:
+        value.close()
+        await value.wait_closed()

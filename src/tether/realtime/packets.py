@@ -43,7 +43,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,13 +144,19 @@ def _no_binary(value: object) -> object:
 # The fast path: one C-accelerated pass, no walk. check_circular is off (a cycle is local
 # misuse and ends in RecursionError); allow_nan is off so that a non-finite float takes the
 # slow path, which writes null like JSON.stringify.
-_dumps = json.JSONEncoder(
-    ensure_ascii=False,
-    check_circular=False,
-    allow_nan=False,
-    separators=(",", ":"),
-    default=_no_binary,
-).encode
+def _json_encoder(default: Callable[[object], object]) -> json.JSONEncoder:
+    """A compact JSON encoder (the shape socket.io writes) calling ``default`` for what
+    JSON cannot hold."""
+    return json.JSONEncoder(
+        ensure_ascii=False,
+        check_circular=False,
+        allow_nan=False,
+        separators=(",", ":"),
+        default=default,
+    )
+
+
+_dumps = _json_encoder(_no_binary).encode
 
 
 def _dumps_slow(data: Any) -> tuple[str, list[bytes]]:
@@ -163,13 +169,7 @@ def _dumps_slow(data: Any) -> tuple[str, list[bytes]]:
             return {"_placeholder": True, "num": len(buffers) - 1}
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
-    encoder = json.JSONEncoder(
-        ensure_ascii=False,
-        check_circular=False,
-        allow_nan=False,
-        separators=(",", ":"),
-        default=placeholder,
-    )
+    encoder = _json_encoder(placeholder)
     try:
         return encoder.encode(data), buffers
     except ValueError:
