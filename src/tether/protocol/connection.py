@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import enum
-import os
 from collections.abc import Callable
 
 from ..exceptions import InvalidState, PayloadTooBig, ProtocolError
@@ -17,14 +16,17 @@ from .deflate import PerMessageDeflate
 from .events import BinaryMessage, CloseReceived, Event, Ping, Pong, TextMessage
 from .frames import (
     CloseCode,
+    MaskSource,
     Opcode,
     apply_mask,
+    encode_server_frame,
     is_valid_close_code,
     serialize_close,
     serialize_frame,
 )
 
-__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Side", "State"]
+# encode_server_frame is re-exported: it is the frame prepare_broadcast() shares.
+__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Side", "State", "encode_server_frame"]
 
 DEFAULT_MAX_SIZE = 2**20
 _MAX_CONTROL = 125  # RFC 6455 5.5
@@ -53,24 +55,6 @@ class State(enum.IntEnum):
     OPEN = 1
     CLOSING = 2
     CLOSED = 3
-
-
-class _MaskSource:
-    """Unpredictable 4-byte masking keys (RFC 6455 5.3), drawn from os.urandom in bulk."""
-
-    __slots__ = ("_buf", "_pos")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._pos = 0
-
-    def __call__(self) -> bytes:
-        pos = self._pos
-        if pos + 4 > len(self._buf):
-            self._buf = os.urandom(4096)
-            pos = 0
-        self._pos = pos + 4
-        return self._buf[pos : pos + 4]
 
 
 class Connection:
@@ -132,7 +116,7 @@ class Connection:
         self.max_frame_size = max_frame_size if max_frame_size is not None else self.max_size
         self.deflate = deflate
         self._is_client = side is Side.CLIENT
-        self._mask = (mask_source or _MaskSource()) if self._is_client else None
+        self._mask = (mask_source or MaskSource()) if self._is_client else None
         # incoming
         self._buf = bytearray()
         self._discard = False
@@ -653,10 +637,3 @@ class Connection:
         if self._is_client:
             raise InvalidState("a client cannot share frames between connections")
         return encode_server_frame(data)
-
-
-def encode_server_frame(data: str | bytes) -> bytes:
-    """One unmasked, uncompressed, final data frame for ``data`` (str: text, bytes: binary)."""
-    if isinstance(data, str):
-        return serialize_frame(_TEXT, data.encode())
-    return serialize_frame(_BINARY, data)

@@ -9,8 +9,10 @@ import struct
 __all__ = [
     "SPEEDUPS",
     "CloseCode",
+    "MaskSource",
     "Opcode",
     "apply_mask",
+    "encode_server_frame",
     "is_valid_close_code",
     "py_apply_mask",
     "serialize_close",
@@ -144,3 +146,28 @@ def serialize_close(code: int | None, reason: str = "") -> bytes:
     if len(data) > 125:
         raise ValueError("close reason too long (a close payload is at most 125 bytes)")
     return data
+
+
+class MaskSource:
+    """Unpredictable 4-byte masking keys (RFC 6455 5.3), drawn from os.urandom in bulk."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self) -> bytes:
+        pos = self._pos
+        if pos + 4 > len(self._buf):
+            self._buf = os.urandom(4096)
+            pos = 0
+        self._pos = pos + 4
+        return self._buf[pos : pos + 4]
+
+
+def encode_server_frame(data: str | bytes) -> bytes:
+    """One unmasked, uncompressed, final data frame for ``data`` (str: text, bytes: binary)."""
+    if isinstance(data, str):
+        return serialize_frame(Opcode.TEXT, data.encode())
+    return serialize_frame(Opcode.BINARY, data)
