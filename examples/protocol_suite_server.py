@@ -96,7 +96,8 @@ async def main(host: str, port: int) -> None:
             await engine.handle_websocket(ws)
 
     options = engine.serve_options()
-    options.update(http_handler=http_handler, process_request=process_request)
+    options["http_handler"] = http_handler
+    options["process_request"] = process_request
     async with tether.serve(handler, host, port, **options) as server:
         print(f"protocol suite server on http://{host}:{server.port}", flush=True)
         await asyncio.Future()

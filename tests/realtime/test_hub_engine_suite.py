@@ -86,7 +86,8 @@ async def suite() -> AsyncIterator[SuiteServer]:
 
     await hub.start()
     options = engine.serve_options()
-    options.update(http_handler=http_handler, process_request=process_request)
+    options["http_handler"] = http_handler
+    options["process_request"] = process_request
     server = await tether.serve(handler, HOST, 0, **options)
     try:
         yield SuiteServer(engine, hub, server.port)

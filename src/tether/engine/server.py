@@ -17,8 +17,10 @@ import logging
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
+from ..asyncio.options import Compression
+from ..asyncio.server import HTTPHandler, ProcessRequest
 from ..protocol.handshake import Request, Response
 from . import polling, websocket
 from .http import (
@@ -34,9 +36,20 @@ from .packets import OpenPayload, encode_packet, encode_payload
 from .session import Session, SessionHandler, SessionState
 from .transport import Transport
 
-__all__ = ["EngineServer", "Session", "SessionHandler", "SessionState"]
+__all__ = ["EngineServer", "ServeOptions", "Session", "SessionHandler", "SessionState"]
 
 logger = logging.getLogger("tether.engine")
+
+
+class ServeOptions(TypedDict):
+    """What :meth:`EngineServer.serve_options` gives :func:`tether.serve`."""
+
+    http_handler: HTTPHandler
+    process_request: ProcessRequest
+    max_size: int
+    max_body_size: int
+    ping_interval: float | None
+    compression: Compression
 
 
 class EngineServer:
@@ -103,8 +116,9 @@ class EngineServer:
         """Open sessions by sid (a copy)."""
         return dict(self._sessions)
 
-    def serve_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`tether.serve` that wire this engine in."""
+    def serve_options(self) -> ServeOptions:
+        """Keyword arguments for :func:`tether.serve` that wire this engine in (typed, so
+        ``tether.serve(handler, **options)`` is checked like explicit keywords)."""
         return {
             "http_handler": self.handle_http,
             "process_request": self.process_request,
