@@ -22,34 +22,55 @@ the other nodes of the cluster. The realtime hub talks to it in Socket.IO terms:
   heartbeat expires, and a timeout returns what came so far instead of raising.
 
 Isolation: the transport reader never runs user code. It decodes, de-duplicates, filters
-by interest, and puts messages on a queue of ``queue_size`` items; when the queue is full
-the message is dropped and counted in ``stats.dropped`` (the reader is never stalled, which
-is the python-socketio failure mode in research/scaling-anchors.md). One worker takes the
-messages in order and calls ``on_message``; a coroutine result is awaited for at most
-``handler_timeout`` seconds, after which it keeps running detached (counted in
-``stats.slow_handlers``) and the worker moves on, so one slow call delays the next by a
-bounded time. At most ``max_detached`` calls run detached; past that the worker waits for
-one to finish (and the queue, not the reader, absorbs the wait). Incoming requests run as
-separate tasks, at most ``max_concurrent_requests`` at a time; a request past that limit
-is answered with an error at once (counted in ``stats.requests_refused``).
+by interest, and puts messages on a bounded queue that one worker empties; a full queue
+drops and counts, a slow handler is left running detached (:mod:`tether.broker.inbox`
+says how each is bounded). Incoming requests run as separate tasks, at most
+``max_concurrent_requests`` at a time; a request past that limit is answered with an
+error at once (counted in ``stats.requests_refused``).
+
+The parts live in the modules named after them (:mod:`~tether.broker.channels`,
+:mod:`~tether.broker.messages`, :mod:`~tether.broker.stats`,
+:mod:`~tether.broker.interest`, :mod:`~tether.broker.inbox`,
+:mod:`~tether.broker.requests`); this module ties them into one object, and every name
+it exported before the split is still importable from it.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import collections
 import contextlib
-import inspect
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from ..exceptions import BufferFull, InvalidState
+from ..exceptions import InvalidState
 from .base import Broker, Envelope, Subscriber
+from .channels import (
+    ChannelInfo,
+    envelope_channel,
+    namespace_channel,
+    node_channel,
+    request_channel,
+    room_channel,
+)
+from .inbox import Handler, Inbox, Item, RecentIds
+from .interest import ChannelInterest
+from .messages import (
+    Broadcast,
+    CommandKind,
+    MessageHandler,
+    NodeRequest,
+    RemoteCommand,
+    Reply,
+    RequestHandler,
+    RequestResult,
+)
+from .requests import Answers, PendingRequest, PendingRequests
+from .stats import BrokerStats
+from .tasks import cancel_and_wait, wait_event
 
 __all__ = [
     "Broadcast",
@@ -65,6 +86,7 @@ __all__ = [
     "RequestHandler",
     "RequestResult",
     "cancel_and_wait",
+    "check_positive",
     "envelope_channel",
     "namespace_channel",
     "node_channel",
@@ -80,337 +102,26 @@ BrokerState = Literal["connected", "reconnecting", "degraded", "closed"]
 ``degraded``: Redis answers but this node is not whole yet (publishes are buffered, being
 flushed, or waiting for peers to resubscribe). ``closed``: not started, or closed."""
 
-CommandKind = Literal["join", "leave", "disconnect", "server_side_emit"]
 
-EVENT = 2
-BINARY_EVENT = 5
+def check_positive(**values: float) -> None:
+    """Check that every option given is positive (in the order given).
 
-
-# ---------------------------------------------------------------------------- channel names
-# The socket.io classic redis adapter and @socket.io/redis-emitter use these exact names
-# (with their key "socket.io"), so an emitter configured with our prefix reaches us.
-
-
-def namespace_channel(prefix: str, namespace: str) -> str:
-    """The channel of broadcasts to a whole namespace (or to several rooms)."""
-    return f"{prefix}#{namespace}#"
-
-
-def room_channel(prefix: str, namespace: str, room: str) -> str:
-    """The channel of broadcasts to one room."""
-    return f"{prefix}#{namespace}#{room}#"
-
-
-def request_channel(prefix: str, namespace: str) -> str:
-    """The channel of the emitter's requests (join, leave, disconnect, server-side emit)."""
-    return f"{prefix}-request#{namespace}#"
-
-
-def node_channel(prefix: str, node_id: str) -> str:
-    """The channel of one node: requests to it and replies to its requests."""
-    return f"{prefix}#node#{node_id}#"
-
-
-def envelope_channel(prefix: str, channel: str) -> str:
-    """The channel that carries the plain :meth:`Broker.publish` envelopes of ``channel``."""
-    return f"{prefix}#env#{channel}"
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelInfo:
-    """What a subscribed channel carries (kept by the broker for every channel).
-
-    Attributes:
-        kind: ``"room"``, ``"namespace"``, ``"request"``, ``"node"`` or ``"envelope"``.
-        namespace: the namespace (empty for node and envelope channels).
-        room: the room of a room channel, else ``None``.
-        name: the plain channel name of an envelope channel, else ``None``.
+    Raises:
+        ValueError: one of them is zero or negative.
     """
-
-    kind: Literal["room", "namespace", "request", "node", "envelope"]
-    namespace: str = ""
-    room: str | None = None
-    name: str | None = None
-
-
-# ---------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """A broadcast from another node or from an emitter.
-
-    Attributes:
-        namespace: the Socket.IO namespace.
-        rooms: the target rooms; empty means every socket of the namespace.
-        except_rooms: sockets in any of these rooms are skipped.
-        data: the packet data, ``[event, *args]`` for an event (binary args are bytes).
-        flags: the emitter's flags (``volatile``, ``compress``, ``timeout``...).
-        origin: the uid of the publisher (a node id, or ``"emitter"``).
-        message_id: the id shared by every copy of one broadcast (``None`` from emitters).
-        packet_type: the Socket.IO packet type (2 EVENT, 5 BINARY_EVENT...).
-        encoded: a packet the publisher encoded itself (then ``data`` is empty).
-    """
-
-    namespace: str
-    rooms: tuple[str, ...] = ()
-    except_rooms: tuple[str, ...] = ()
-    data: tuple[Any, ...] = ()
-    flags: Mapping[str, Any] = field(default_factory=dict)
-    origin: str = ""
-    message_id: str | None = None
-    packet_type: int = EVENT
-    encoded: bytes | str | None = None
-
-    @property
-    def event(self) -> str | None:
-        """The event name of an event packet, else ``None``."""
-        if self.packet_type in (EVENT, BINARY_EVENT) and self.data:
-            first = self.data[0]
-            return first if isinstance(first, str) else None
-        return None
-
-    @property
-    def args(self) -> tuple[Any, ...]:
-        """The arguments of an event packet (after the event name)."""
-        return self.data[1:] if self.event is not None else ()
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteCommand:
-    """An emitter's request: make sockets join/leave rooms, disconnect them, or an event.
-
-    Attributes:
-        namespace: the Socket.IO namespace.
-        kind: ``"join"``, ``"leave"``, ``"disconnect"`` or ``"server_side_emit"``.
-        rooms: the sockets concerned are those in these rooms (empty: all of them).
-        except_rooms: ... minus those in these rooms.
-        target_rooms: for join/leave, the rooms to join or leave.
-        close: for disconnect, whether to close the underlying connection.
-        data: for server_side_emit, ``[event, *args]``.
-        origin: the uid of the publisher (``"emitter"`` or a node id).
-    """
-
-    namespace: str
-    kind: CommandKind
-    rooms: tuple[str, ...] = ()
-    except_rooms: tuple[str, ...] = ()
-    target_rooms: tuple[str, ...] = ()
-    close: bool = False
-    data: tuple[Any, ...] = ()
-    origin: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRequest:
-    """A request from a node, handed to the ``on_request`` handler of every node asked.
-
-    Attributes:
-        namespace: the Socket.IO namespace it concerns.
-        kind: what is asked (the hub defines the kinds: ``"fetch_sockets"``...).
-        payload: kind-specific data (msgpack-serializable for Redis).
-        origin: the id of the node that asked.
-        request_id: unique per request.
-    """
-
-    namespace: str
-    kind: str
-    payload: Any
-    origin: str
-    request_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One node's answer to a :class:`NodeRequest` (internal, public for transports).
-
-    Attributes:
-        request_id: the id of the request answered.
-        node_id: the node that answered.
-        ok: whether the handler returned (``False``: it raised, or the node refused).
-        data: the handler's return value when ``ok``.
-        error: a description of the failure when not ``ok``.
-    """
-
-    request_id: str
-    node_id: str
-    ok: bool
-    data: Any = None
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestResult:
-    """What :meth:`ClusterBroker.request` gathered.
-
-    Attributes:
-        replies: the return value of the handler of every node that answered, by node id.
-        errors: the nodes whose handler raised (or that refused the request), by node id.
-        missing: the nodes that were asked and did not answer (dead, or too slow).
-        timed_out: ``True`` when the call returned because ``timeout`` passed.
-    """
-
-    replies: Mapping[str, Any]
-    errors: Mapping[str, str]
-    missing: frozenset[str]
-    timed_out: bool
-
-    @property
-    def complete(self) -> bool:
-        """Every node asked answered without error."""
-        return not self.missing and not self.errors and not self.timed_out
-
-
-MessageHandler = Callable[[Broadcast | RemoteCommand], Awaitable[None] | None]
-RequestHandler = Callable[[NodeRequest], Any]
-
-
-@dataclass
-class BrokerStats:
-    """Counters of one broker (monotonic unless said otherwise).
-
-    Attributes:
-        published: messages handed to the transport (one per channel copy).
-        received: messages read from the transport (every kind, before filtering).
-        received_by_kind: ``received`` split by channel kind (room, namespace, ...).
-        delivered: messages handed to ``on_message`` or to envelope subscribers.
-        own: own broadcasts read back and skipped.
-        duplicates: copies skipped by the recent-id set.
-        irrelevant: broadcasts for rooms this node has no interest in (should stay 0
-            with room channels; emitter multi-room broadcasts can raise it).
-        dropped: messages dropped because the incoming queue was full.
-        decode_errors: messages that could not be decoded.
-        handler_errors: handler calls that raised.
-        slow_handlers: handler calls that outlived ``handler_timeout``.
-        requests_sent: requests sent (one per call of ``request``).
-        requests_handled: incoming requests handed to ``on_request``.
-        requests_refused: incoming requests refused (too many running).
-        late_replies: replies for a request that had already returned.
-        subscribe_commands: SUBSCRIBE/UNSUBSCRIBE commands sent.
-        reconnects: times the pub/sub connection was re-established.
-        resubscribed: channels subscribed again after a reconnect.
-        buffered: messages in the outage buffer now (a gauge).
-        buffered_bytes: bytes in the outage buffer now (a gauge).
-        buffered_total: messages that went through the outage buffer.
-        buffer_rejected: publishes refused with BufferFull.
-    """
-
-    published: int = 0
-    received: int = 0
-    received_by_kind: dict[str, int] = field(default_factory=dict)
-    delivered: int = 0
-    own: int = 0
-    duplicates: int = 0
-    irrelevant: int = 0
-    dropped: int = 0
-    decode_errors: int = 0
-    handler_errors: int = 0
-    slow_handlers: int = 0
-    requests_sent: int = 0
-    requests_handled: int = 0
-    requests_refused: int = 0
-    late_replies: int = 0
-    subscribe_commands: int = 0
-    reconnects: int = 0
-    resubscribed: int = 0
-    buffered: int = 0
-    buffered_bytes: int = 0
-    buffered_total: int = 0
-    buffer_rejected: int = 0
-
-    def snapshot(self) -> dict[str, Any]:
-        """A plain-dict copy of the counters (for metrics and logs)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = dict(value) if isinstance(value, dict) else value
-        return out
-
-
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for ``event`` at most ``timeout`` seconds; return whether it is set.
-
-    Used instead of ``asyncio.wait_for(event.wait(), ...)``, whose cancellation
-    handling on Python 3.11 left tasks stuck in "cancelling" next to redis-py's timeouts.
-    """
-    if event.is_set():
-        return True
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=timeout)
-    finally:
-        waiter.cancel()
-    return event.is_set()
-
-
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], bound: float = 2.0) -> None:
-    """Cancel ``tasks`` and wait for them, at most about ``bound`` seconds in all.
-
-    A task may swallow a cancellation (a handler that catches it; on Python 3.11 an
-    ``asyncio.timeout`` whose deadline passes at the same moment turns it into
-    TimeoutError), so the cancel is repeated and the wait bounded rather than trusted.
-    """
-    pending = {task for task in tasks if not task.done()}
-    rounds = 4
-    for _ in range(rounds):
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=bound / rounds)
-    if pending:
-        logger.warning("%d broker tasks did not stop when cancelled", len(pending))
-
-
-class _RecentIds:
-    """A bounded set of recently seen message ids (oldest forgotten first)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._order: collections.deque[str] = collections.deque()
-        self._ids: set[str] = set()
-
-    def seen(self, message_id: str) -> bool:
-        """Record ``message_id``; return whether it was already there."""
-        if message_id in self._ids:
-            return True
-        self._ids.add(message_id)
-        self._order.append(message_id)
-        if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
-        return False
-
-
-@dataclass
-class _Pending:
-    """A request of ours waiting for replies."""
-
-    waiting: set[str]
-    replies: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def add(self, reply: Reply) -> None:
-        if reply.node_id not in self.waiting:
-            return
-        self.waiting.discard(reply.node_id)
-        if reply.ok:
-            self.replies[reply.node_id] = reply.data
-        else:
-            self.errors[reply.node_id] = reply.error
-        if not self.waiting:
-            self.done.set()
-
-
-_Item = tuple[Broadcast | RemoteCommand, None] | tuple[Envelope, str]
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, not {value!r}")
 
 
 class ClusterBroker(Broker):
     """A broker that routes by interest, answers requests and knows the live nodes.
 
-    Subclasses provide the transport (the ``_transport_*`` methods); this class keeps the
-    interest reference counts, the incoming queue and its worker, the recent-id set and
-    the table of pending requests. See the module docstring for the contract.
+    Subclasses provide the transport (the ``_transport_*`` methods); this class ties
+    together the interest reference counts (:class:`~tether.broker.interest.ChannelInterest`),
+    the incoming queue and its worker (:class:`~tether.broker.inbox.Inbox`), the recent-id
+    set, and the requests asked and answered (:mod:`tether.broker.requests`). See the
+    module docstring for the contract.
 
     Args:
         prefix: the first part of every channel name.
@@ -442,56 +153,39 @@ class ClusterBroker(Broker):
         subscribe_timeout: float = 5.0,
         request_timeout: float = 5.0,
     ) -> None:
-        for name, value in (
-            ("queue_size", queue_size),
-            ("handler_timeout", handler_timeout),
-            ("max_detached", max_detached),
-            ("max_concurrent_requests", max_concurrent_requests),
-            ("max_pending_requests", max_pending_requests),
-            ("dedup_size", dedup_size),
-            ("subscribe_timeout", subscribe_timeout),
-            ("request_timeout", request_timeout),
-        ):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
+        check_positive(
+            queue_size=queue_size,
+            handler_timeout=handler_timeout,
+            max_detached=max_detached,
+            max_concurrent_requests=max_concurrent_requests,
+            max_pending_requests=max_pending_requests,
+            dedup_size=dedup_size,
+            subscribe_timeout=subscribe_timeout,
+            request_timeout=request_timeout,
+        )
         if not prefix or "#" in prefix:
             raise ValueError(f"prefix must be non-empty and without '#': {prefix!r}")
         self.prefix = prefix
         self.node_id = node_id or secrets.token_hex(8)
         self.stats = BrokerStats()
-        self._queue_size = queue_size
-        self._handler_timeout = handler_timeout
-        self._max_detached = max_detached
-        self._max_concurrent_requests = max_concurrent_requests
-        self._max_pending_requests = max_pending_requests
+        self._node_channel = node_channel(prefix, self.node_id)
         self._subscribe_timeout = subscribe_timeout
         self.request_timeout = request_timeout
-        self._recent = _RecentIds(dedup_size)
+        self._recent = RecentIds(dedup_size)
 
         self._on_message: MessageHandler | None = None
-        self._on_request: RequestHandler | None = None
         self._started = False
         self._closed = False
 
-        # channel name -> (reference count, what it carries)
-        self._refs: dict[str, int] = {}
-        self._info: dict[str, ChannelInfo] = {}
-        self._subscribed: set[str] = set()  # confirmed by the transport
-        self._to_sub: set[str] = set()
-        self._to_unsub: set[str] = set()
-        self._sub_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._flush_scheduled = False
-        self._flush_lock = asyncio.Lock()
-        # room interest by namespace, for the relevance filter of namespace broadcasts
-        self._rooms: dict[str, set[str]] = {}
+        self._interest = ChannelInterest(
+            prefix, self._node_channel, self._transport_subscribe, subscribe_timeout
+        )
         self._envelope_subscribers: dict[str, list[Subscriber]] = {}
-
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(queue_size)
-        self._worker: asyncio.Task[None] | None = None
-        self._detached: set[asyncio.Task[Any]] = set()
-        self._request_tasks: set[asyncio.Task[None]] = set()
-        self._misc_tasks: set[asyncio.Task[None]] = set()
-        self._pending: dict[str, _Pending] = {}
+        self._inbox = Inbox(queue_size, handler_timeout, max_detached, self.stats, self._handlers)
+        self._pending = PendingRequests(max_pending_requests, self.stats)
+        self._answers = Answers(
+            self.node_id, max_concurrent_requests, self.stats, self._transport_reply
+        )
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -550,7 +244,7 @@ class ClusterBroker(Broker):
         if on_message is not None:
             self._on_message = on_message
         if on_request is not None:
-            self._on_request = on_request
+            self._answers.handler = on_request
 
     async def start(self) -> None:
         """Connect and start the worker; idempotent. Other methods call it when needed.
@@ -562,19 +256,16 @@ class ClusterBroker(Broker):
         Raises:
             InvalidState: the broker was closed.
         """
-        if self._closed:
-            raise InvalidState("the broker is closed")
+        self._check_open()
         if self._started:
             return
         self._started = True
-        self._worker = asyncio.get_running_loop().create_task(
-            self._work(), name=f"tether-broker-worker-{self.node_id}"
-        )
+        self._inbox.start(f"tether-broker-worker-{self.node_id}")
         try:
             await self._transport_start()
         except BaseException:
             self._started = False
-            self._worker.cancel()
+            self._inbox.stop()
             raise
 
     async def close(self) -> None:
@@ -595,28 +286,15 @@ class ClusterBroker(Broker):
         if self._started:
             with contextlib.suppress(Exception):
                 await self._transport_stop(graceful=graceful)
-        tasks = [t for t in (self._worker,) if t is not None]
-        tasks += [*self._detached, *self._request_tasks, *self._misc_tasks]
-        await cancel_and_wait(tasks)
-        for waiters in self._sub_waiters.values():
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-        self._sub_waiters.clear()
-        for pending in self._pending.values():
-            pending.done.set()
+        await cancel_and_wait([*self._inbox.tasks, *self._answers.tasks, *self._interest.tasks])
+        self._interest.close()
+        self._pending.wake_all()
 
     def _check_open(self) -> None:
         if self._closed:
             raise InvalidState("the broker is closed")
 
     # ------------------------------------------------------------------ interest
-
-    def _namespace_channels(self, namespace: str) -> list[tuple[str, ChannelInfo]]:
-        return [
-            (namespace_channel(self.prefix, namespace), ChannelInfo("namespace", namespace)),
-            (request_channel(self.prefix, namespace), ChannelInfo("request", namespace)),
-        ]
 
     async def add_interest(self, namespace: str, room: str | None = None) -> bool:
         """Declare one local member of ``room`` (or of the namespace when ``room`` is None).
@@ -632,14 +310,7 @@ class ClusterBroker(Broker):
             InvalidState: the broker is closed.
         """
         await self.start()
-        if room is None:
-            targets = self._namespace_channels(namespace)
-        else:
-            targets = [
-                (room_channel(self.prefix, namespace, room), ChannelInfo("room", namespace, room))
-            ]
-            self._rooms.setdefault(namespace, set()).add(room)
-        return await self._acquire(targets)
+        return await self._interest.add(namespace, room)
 
     async def remove_interest(self, namespace: str, room: str | None = None) -> None:
         """Undo one :meth:`add_interest`; the last one unsubscribes the channel.
@@ -649,112 +320,20 @@ class ClusterBroker(Broker):
             ValueError: there is no such interest.
         """
         self._check_open()
-        if room is None:
-            names = [name for name, _ in self._namespace_channels(namespace)]
-        else:
-            names = [room_channel(self.prefix, namespace, room)]
-        self._release(names)
-        if room is not None and names[0] not in self._refs:
-            rooms = self._rooms.get(namespace)
-            if rooms is not None:
-                rooms.discard(room)
-                if not rooms:
-                    del self._rooms[namespace]
+        self._interest.remove(namespace, room)
 
     def has_interest(self, namespace: str, room: str | None = None) -> bool:
         """Whether this node has declared interest in ``room`` (or the namespace)."""
-        if room is None:
-            return namespace_channel(self.prefix, namespace) in self._refs
-        return room_channel(self.prefix, namespace, room) in self._refs
+        return self._interest.has(namespace, room)
 
     @property
     def channels(self) -> frozenset[str]:
         """The channels of interest right now (the node channel excluded)."""
-        return frozenset(self._refs)
-
-    async def _acquire(self, targets: list[tuple[str, ChannelInfo]]) -> bool:
-        waiters: list[asyncio.Future[None]] = []
-        loop = asyncio.get_running_loop()
-        for name, info in targets:
-            count = self._refs.get(name, 0)
-            self._refs[name] = count + 1
-            self._info[name] = info
-            if count == 0:
-                self._to_unsub.discard(name)
-                if name not in self._subscribed:
-                    self._to_sub.add(name)
-            if name not in self._subscribed:
-                fut: asyncio.Future[None] = loop.create_future()
-                self._sub_waiters.setdefault(name, []).append(fut)
-                waiters.append(fut)
-        self._schedule_flush()
-        if not waiters:
-            return True
-        done, _ = await asyncio.wait(waiters, timeout=self._subscribe_timeout)
-        for fut in waiters:
-            if not fut.done():
-                fut.cancel()
-        return len(done) == len(waiters) and all(n in self._subscribed for n, _ in targets)
-
-    def _release(self, names: list[str]) -> None:
-        for name in names:
-            if name not in self._refs:
-                raise ValueError(f"no interest in {name!r}")
-        for name in names:
-            self._refs[name] -= 1
-            if self._refs[name] == 0:
-                del self._refs[name]
-                self._to_sub.discard(name)
-                if name in self._subscribed:
-                    self._to_unsub.add(name)
-                else:
-                    self._info.pop(name, None)
-                    self._wake_waiters(name)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        # Every change made in this loop turn goes out in one command (a join storm of
-        # 1000 rooms is one SUBSCRIBE, as Centrifuge batches them).
-        if self._flush_scheduled or not (self._to_sub or self._to_unsub):
-            return
-        self._flush_scheduled = True
-        task = asyncio.get_running_loop().create_task(self._flush_interest())
-        self._misc_tasks.add(task)
-        task.add_done_callback(self._misc_tasks.discard)
-
-    async def _flush_interest(self) -> None:
-        await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
-        async with self._flush_lock:
-            self._flush_scheduled = False
-            subscribe = sorted(self._to_sub)
-            unsubscribe = sorted(self._to_unsub)
-            self._to_sub.clear()
-            self._to_unsub.clear()
-            for name in unsubscribe:
-                self._subscribed.discard(name)
-                self._info.pop(name, None)
-            if not (subscribe or unsubscribe):
-                return
-            try:
-                await self._transport_subscribe(subscribe, unsubscribe)
-            except Exception:
-                # The transport is down: the reconnect path subscribes every channel of
-                # interest, so nothing is lost by dropping this batch.
-                logger.debug("subscribe batch not sent", exc_info=True)
+        return self._interest.channels
 
     def _confirmed(self, channel: str) -> None:
         """Called by the transport when ``channel`` is subscribed."""
-        self._subscribed.add(channel)
-        if channel not in self._refs and channel != node_channel(self.prefix, self.node_id):
-            # The last member left while the SUBSCRIBE was in flight: undo it.
-            self._to_unsub.add(channel)
-            self._schedule_flush()
-        self._wake_waiters(channel)
-
-    def _wake_waiters(self, channel: str) -> None:
-        for fut in self._sub_waiters.pop(channel, ()):
-            if not fut.done():
-                fut.set_result(None)
+        self._interest.confirmed(channel)
 
     # ------------------------------------------------------------------ outgoing
 
@@ -858,8 +437,7 @@ class ClusterBroker(Broker):
         timeout = self.request_timeout if timeout is None else timeout
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        if len(self._pending) >= self._max_pending_requests:
-            raise BufferFull(f"{len(self._pending)} requests are already waiting")
+        self._pending.check_room()
         deadline = time.monotonic() + timeout
         asked = None if nodes is None else set(nodes)
         try:
@@ -870,11 +448,11 @@ class ClusterBroker(Broker):
         targets = set(live) if asked is None else asked & set(live)
         if asked is None or self.node_id in asked:
             targets.add(self.node_id)
-        missing = set() if asked is None else asked - targets
         request_id = secrets.token_hex(8)
         req = NodeRequest(namespace, kind, payload, self.node_id, request_id)
-        pending = _Pending(waiting=set(targets))
-        self._pending[request_id] = pending
+        pending = self._pending.open(request_id, targets)
+        if asked is not None:
+            pending.give_up(asked - targets)
         self.stats.requests_sent += 1
         local: asyncio.Task[None] | None = None
         try:
@@ -882,10 +460,7 @@ class ClusterBroker(Broker):
             if self.node_id in targets:
                 local = asyncio.get_running_loop().create_task(self._answer_local(req, pending))
             if remote:
-                unreachable = await self._transport_request(remote, req)
-                for node in unreachable:
-                    pending.waiting.discard(node)
-                    missing.add(node)
+                pending.give_up(await self._transport_request(remote, req))
             timed_out = False
             while pending.waiting and not self._closed:
                 remaining = deadline - time.monotonic()
@@ -900,18 +475,10 @@ class ClusterBroker(Broker):
                 if remote_waiting:
                     with contextlib.suppress(Exception):
                         alive = await self._transport_live(remote_waiting)
-                        for node in remote_waiting - set(alive):
-                            pending.waiting.discard(node)
-                            missing.add(node)
-            missing |= pending.waiting
-            return RequestResult(
-                replies=dict(pending.replies),
-                errors=dict(pending.errors),
-                missing=frozenset(missing),
-                timed_out=timed_out,
-            )
+                        pending.give_up(remote_waiting - set(alive))
+            return pending.result(timed_out=timed_out)
         finally:
-            del self._pending[request_id]
+            self._pending.close(request_id)
             if local is not None and not local.done():
                 local.cancel()
                 with contextlib.suppress(BaseException):
@@ -925,22 +492,8 @@ class ClusterBroker(Broker):
         """How many requests of this node are waiting for replies (a gauge)."""
         return len(self._pending)
 
-    async def _answer_local(self, request: NodeRequest, pending: _Pending) -> None:
-        pending.add(await self._run_request_handler(request))
-
-    async def _run_request_handler(self, request: NodeRequest) -> Reply:
-        self.stats.requests_handled += 1
-        try:
-            result = self._on_request(request) if self._on_request is not None else None
-            if inspect.isawaitable(result):
-                result = await result
-            return Reply(request.request_id, self.node_id, True, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.stats.handler_errors += 1
-            logger.exception("request handler failed on %s %s", request.namespace, request.kind)
-            return Reply(request.request_id, self.node_id, False, error=repr(exc))
+    async def _answer_local(self, request: NodeRequest, pending: PendingRequest) -> None:
+        pending.add(await self._answers.answer(request))
 
     # ------------------------------------------------------------------ plain Broker API
 
@@ -964,7 +517,7 @@ class ClusterBroker(Broker):
         await self.start()
         self._envelope_subscribers.setdefault(channel, []).append(subscriber)
         name = envelope_channel(self.prefix, channel)
-        await self._acquire([(name, ChannelInfo("envelope", name=channel))])
+        await self._interest.acquire([(name, ChannelInfo("envelope", name=channel))])
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Stop calling ``subscriber`` for ``channel`` (unknown subscribers are ignored)."""
@@ -973,7 +526,7 @@ class ClusterBroker(Broker):
             subscribers.remove(subscriber)
             if not subscribers:
                 del self._envelope_subscribers[channel]
-            self._release([envelope_channel(self.prefix, channel)])
+            self._interest.release([envelope_channel(self.prefix, channel)])
 
     # ------------------------------------------------------------------ incoming
 
@@ -985,19 +538,19 @@ class ClusterBroker(Broker):
 
     def _channel_info(self, channel: str) -> ChannelInfo | None:
         """What ``channel`` carries, if this node is subscribed to it."""
-        if channel == node_channel(self.prefix, self.node_id):
+        if channel == self._node_channel:
             return ChannelInfo("node")
-        return self._info.get(channel)
+        return self._interest.info(channel)
 
     def _incoming(self, channel: str, message: Broadcast | RemoteCommand | Envelope) -> None:
         """Called by the transport for every decoded message (never blocks)."""
-        info = self._info.get(channel)
+        info = self._interest.info(channel)
         if info is None:
             # A message still in flight for a channel just unsubscribed.
             self.stats.irrelevant += 1
             return
         if isinstance(message, Envelope):
-            self._enqueue((message, info.name or ""))
+            self._inbox.put((message, info.name or ""))
             return
         if message.origin == self.node_id:
             self.stats.own += 1
@@ -1006,83 +559,26 @@ class ClusterBroker(Broker):
             if message.message_id is not None and self._recent.seen(message.message_id):
                 self.stats.duplicates += 1
                 return
-            if info.kind == "namespace" and message.rooms:
-                # Emitter multi-room broadcasts come on the namespace channel.
-                local = self._rooms.get(message.namespace, set())
-                if local.isdisjoint(message.rooms):
-                    self.stats.irrelevant += 1
-                    return
-        self._enqueue((message, None))
+            if (
+                info.kind == "namespace"  # emitter multi-room broadcasts come on it
+                and message.rooms
+                and self._interest.local_rooms(message.namespace).isdisjoint(message.rooms)
+            ):
+                self.stats.irrelevant += 1
+                return
+        self._inbox.put((message, None))
 
-    def _enqueue(self, item: _Item) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.stats.dropped += 1
-            if self.stats.dropped & (self.stats.dropped - 1) == 0:  # 1, 2, 4, 8...
-                logger.warning("broker queue full: %d messages dropped", self.stats.dropped)
+    def _handlers(self, item: Item) -> list[Handler]:
+        """The handlers of ``item``, asked by the inbox worker when it takes the item."""
+        message, channel = item
+        if isinstance(message, Envelope):
+            return list(self._envelope_subscribers.get(channel or "", ()))
+        return [] if self._on_message is None else [self._on_message]
 
     def _incoming_request(self, request: NodeRequest) -> None:
         """Called by the transport for a request of another node."""
-        loop = asyncio.get_running_loop()
-        if len(self._request_tasks) >= self._max_concurrent_requests:
-            self.stats.requests_refused += 1
-            reply = Reply(request.request_id, self.node_id, False, error="busy")
-            task = loop.create_task(self._send_reply(request.origin, reply))
-        else:
-            task = loop.create_task(self._handle_request(request))
-        self._request_tasks.add(task)
-        task.add_done_callback(self._request_tasks.discard)
-
-    async def _handle_request(self, request: NodeRequest) -> None:
-        await self._send_reply(request.origin, await self._run_request_handler(request))
-
-    async def _send_reply(self, node: str, reply: Reply) -> None:
-        try:
-            await self._transport_reply(node, reply)
-        except Exception:
-            logger.warning("reply to %s not sent", node, exc_info=True)
+        self._answers.incoming(request)
 
     def _incoming_reply(self, reply: Reply) -> None:
         """Called by the transport for a reply to one of this node's requests."""
-        pending = self._pending.get(reply.request_id)
-        if pending is None:
-            self.stats.late_replies += 1
-            return
-        pending.add(reply)
-
-    async def _work(self) -> None:
-        while True:
-            message, channel = await self._queue.get()
-            if isinstance(message, Envelope):
-                for subscriber in list(self._envelope_subscribers.get(channel or "", ())):
-                    await self._call(subscriber, message)
-            elif self._on_message is not None:
-                await self._call(self._on_message, message)
-
-    async def _call(self, handler: Callable[[Any], Any], message: Any) -> None:
-        self.stats.delivered += 1
-        try:
-            result = handler(message)
-        except Exception:
-            self.stats.handler_errors += 1
-            logger.exception("broker handler failed")
-            return
-        if not inspect.isawaitable(result):
-            return
-        task = asyncio.ensure_future(result)
-        task.add_done_callback(self._handler_done)
-        done, _ = await asyncio.wait({task}, timeout=self._handler_timeout)
-        if done:
-            return
-        # Too slow: let it finish on its own and go on with the next message.
-        self.stats.slow_handlers += 1
-        self._detached.add(task)
-        task.add_done_callback(self._detached.discard)
-        if len(self._detached) >= self._max_detached:
-            await asyncio.wait(set(self._detached), return_when=asyncio.FIRST_COMPLETED)
-
-    def _handler_done(self, task: asyncio.Future[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.stats.handler_errors += 1
-            logger.error("broker handler failed", exc_info=task.exception())
+        self._pending.reply(reply)

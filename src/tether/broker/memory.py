@@ -7,7 +7,8 @@ import logging
 from collections.abc import Collection
 
 from .base import Envelope, Subscriber
-from .cluster import Broadcast, BrokerState, ClusterBroker, NodeRequest, Reply
+from .cluster import BrokerState, ClusterBroker
+from .messages import Broadcast, NodeRequest, Reply
 
 __all__ = ["MemoryBroker", "MemoryCluster"]
 

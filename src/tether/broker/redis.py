@@ -54,18 +54,10 @@ from typing import Any
 
 from ..exceptions import BufferFull, PacketError, PayloadTooBig
 from .base import Envelope
-from .cluster import (
-    Broadcast,
-    BrokerState,
-    ClusterBroker,
-    NodeRequest,
-    RemoteCommand,
-    Reply,
-    cancel_and_wait,
-    envelope_channel,
-    node_channel,
-    wait_event,
-)
+from .channels import envelope_channel, node_channel
+from .cluster import BrokerState, ClusterBroker, check_positive
+from .messages import Broadcast, NodeRequest, RemoteCommand, Reply
+from .tasks import cancel_and_wait, wait_event
 
 __all__ = ["RedisBroker"]
 
@@ -123,18 +115,16 @@ class RedisBroker(ClusterBroker):
             raise ImportError(
                 "RedisBroker needs the redis and msgpack packages: pip install 'tether[redis]'"
             ) from exc
-        for name, value in (
-            ("heartbeat_interval", heartbeat_interval),
-            ("ping_interval", ping_interval),
-            ("buffer_max_messages", buffer_max_messages),
-            ("buffer_max_bytes", buffer_max_bytes),
-            ("max_message_size", max_message_size),
-            ("reconnect_min", reconnect_min),
-            ("reconnect_max", reconnect_max),
-            ("socket_timeout", socket_timeout),
-        ):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
+        check_positive(
+            heartbeat_interval=heartbeat_interval,
+            ping_interval=ping_interval,
+            buffer_max_messages=buffer_max_messages,
+            buffer_max_bytes=buffer_max_bytes,
+            max_message_size=max_message_size,
+            reconnect_min=reconnect_min,
+            reconnect_max=reconnect_max,
+            socket_timeout=socket_timeout,
+        )
         options.setdefault("subscribe_timeout", max(socket_timeout, 1.0))
         super().__init__(prefix=prefix, node_id=node_id, **options)
         self.url = url
@@ -148,7 +138,6 @@ class RedisBroker(ClusterBroker):
         self._reconnect_max = reconnect_max
         self._socket_timeout = socket_timeout
         self._nodes_key = f"{prefix}:nodes"
-        self._node_channel = node_channel(prefix, self.node_id)
 
         self._redis: Any = None  # redis.asyncio.Redis, for commands
         self._conn: Any = None  # redis.asyncio.Connection, the pub/sub connection
@@ -266,7 +255,7 @@ class RedisBroker(ClusterBroker):
                     await conn.connect()
                 self._conn = conn
                 self._last_read = self._ping_sent = time.monotonic()
-                channels = sorted(self._refs)
+                channels = sorted(self.channels)
                 await self._send_subscribe(conn, [*channels, self._node_channel])
                 if self._ever_healthy:
                     self.stats.reconnects += 1
@@ -307,7 +296,7 @@ class RedisBroker(ClusterBroker):
     def _on_lost(self) -> None:
         self._healthy.clear()
         self._conn = None
-        self._subscribed.clear()
+        self._interest.lost()
         if not self._closed:
             # Publish nothing straight to Redis until we (and the peers) listen again.
             self._go_indirect()

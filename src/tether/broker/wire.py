@@ -32,7 +32,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from ..exceptions import PacketError
 from .base import Envelope
-from .cluster import Broadcast, CommandKind, NodeRequest, RemoteCommand, Reply
+from .messages import Broadcast, CommandKind, NodeRequest, RemoteCommand, Reply
 
 __all__ = [
     "COMMAND_TYPES",
