@@ -7,7 +7,7 @@ cross-node adapter can answer the same questions for the whole cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Awaitable, Iterable, Set
 
 __all__ = ["LocalAdapter"]
 
@@ -34,12 +34,19 @@ class LocalAdapter:
         """Every room with members, by name (a copy)."""
         return {room: set(sids) for room, sids in self._rooms.items()}
 
-    def join(self, sid: str, rooms: Iterable[str]) -> None:
-        """Add ``sid`` to ``rooms``."""
+    def join(self, sid: str, rooms: Iterable[str]) -> list[Awaitable[bool]]:
+        """Add ``sid`` to ``rooms``.
+
+        Returns:
+            What to await for the change to be effective on every node (nothing here;
+            :class:`~tether.realtime.cluster.ClusterAdapter` returns the broker's
+            interest confirmations).
+        """
         mine = self._socket_rooms.setdefault(sid, set())
         for room in rooms:
             mine.add(room)
             self._rooms.setdefault(room, set()).add(sid)
+        return []
 
     def leave(self, sid: str, rooms: Iterable[str]) -> None:
         """Remove ``sid`` from ``rooms``; a room without members is forgotten."""

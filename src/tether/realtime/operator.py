@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ..broker.cluster import RequestResult
 from ..exceptions import AckTimeout
 
 if TYPE_CHECKING:
@@ -83,23 +84,29 @@ class BroadcastOperator:
     def _targets(self) -> list[Socket]:
         return self._ns._match(self._rooms, self._except)
 
-    async def _fan_out(self, kind: str, **payload: Any) -> None:
-        """Tell the other nodes (through the broker) to do the same, unless local."""
-        if not self._local:
-            payload["rooms"] = sorted(self._rooms)
-            payload["except"] = sorted(self._except)
-            await self._ns.hub._publish(kind, self._ns.name, payload)
+    def _payload(self, **extra: Any) -> dict[str, Any]:
+        return {"rooms": sorted(self._rooms), "except": sorted(self._except), **extra}
 
     async def emit(self, event: str, *args: Any) -> None:
-        """Send an event to every matching socket (encoded once)."""
+        """Send an event to every matching socket of every node (encoded once here).
+
+        Raises:
+            ValueError: a reserved event name.
+            TypeError: arguments JSON (or the broker's wire format) cannot carry.
+            InvalidState: the broker is closed.
+            BufferFull: the broker cannot reach its transport and its buffer is full.
+        """
         self._ns._broadcast(event, args, self._rooms, self._except, self._volatile, self._compress)
-        await self._fan_out(
-            "broadcast",
-            event=event,
-            args=list(args),
-            volatile=self._volatile,
-            compress=self._compress,
-        )
+        if not self._local:
+            await self._ns.hub._cluster.broadcast(
+                self._ns.name,
+                event,
+                args,
+                self._rooms,
+                self._except,
+                volatile=self._volatile,
+                compress=self._compress,
+            )
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send an event to every matching local socket and gather their acknowledgements.
@@ -130,20 +137,50 @@ class BroadcastOperator:
         """The matching sockets (this node)."""
         return self._targets()
 
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the matching sockets."""
-        for socket in self._targets():
-            await socket.disconnect(close)
-        await self._fan_out("disconnect", close=close)
+    async def _request(self, kind: str, **extra: Any) -> RequestResult:
+        return await self._ns.hub._cluster.request(
+            self._ns, kind, self._payload(**extra), local=self._local
+        )
 
-    async def sockets_join(self, *rooms: str) -> None:
-        """Make the matching sockets join rooms."""
-        for socket in self._targets():
-            socket.join(*rooms)
-        await self._fan_out("join", target=list(rooms))
+    async def disconnect_sockets(self, close: bool = False) -> RequestResult:
+        """Disconnect the matching sockets of every live node (``close``: their
+        connections too); returns once every live node has done it.
 
-    async def sockets_leave(self, *rooms: str) -> None:
-        """Make the matching sockets leave rooms."""
-        for socket in self._targets():
-            socket.leave(*rooms)
-        await self._fan_out("leave", target=list(rooms))
+        Returns:
+            The number of sockets disconnected, by node id (``replies``); nodes that
+            died or did not answer in time are in ``missing``.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self._request("disconnect_sockets", close=close)
+
+    async def sockets_join(self, *rooms: str) -> RequestResult:
+        """Make the matching sockets of every live node join rooms; returns once every
+        live node has done it (and subscribed the rooms), so an emit to the rooms right
+        after reaches the new members.
+
+        Returns:
+            The number of sockets that joined, by node id (``replies``); nodes that died
+            or did not answer in time are in ``missing``.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self._request("sockets_join", target=list(rooms))
+
+    async def sockets_leave(self, *rooms: str) -> RequestResult:
+        """Make the matching sockets of every live node leave rooms; returns once every
+        live node has done it.
+
+        Returns:
+            The number of sockets that left, by node id (``replies``); missing nodes
+            are in ``missing``.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self._request("sockets_leave", target=list(rooms))
