@@ -151,7 +151,7 @@ class Hub:
         self._server_handlers: dict[str, Handler] = {}
         self.max_attachments = max_attachments
         self.max_pending_handlers = max_pending_handlers
-        self.node_id = node_id or secrets.token_hex(6)
+        self.node_id = node_id or broker.node_id
         self._offset_prefix = secrets.token_hex(4)
         self._engine_handler = _EngineHandler(self)
         self.engine = EngineServer(
