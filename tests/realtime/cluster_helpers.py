@@ -7,6 +7,7 @@ Redis at 127.0.0.1:6379 with a prefix of their own. Every hub answers:
   join(room) -> await socket.join(room) (cluster-wide), ack "ok"
   leave(room) -> socket.leave(room), ack "ok"
   whoami() -> ack sid (after its sid room is subscribed)
+  set-data(key, value) -> socket.data[key] = value, ack "ok"
 
 ``Inbox`` collects what a tether client receives; "did not arrive" is always checked
 against a later marker on the same connection (delivery is in order).
@@ -54,6 +55,11 @@ def handlers(nsp: Any) -> None:
     @nsp.on("leave")
     async def leave(socket: Socket, room: str) -> str:
         socket.leave(room)
+        return "ok"
+
+    @nsp.on("set-data")
+    async def set_data(socket: Socket, key: str, value: Any) -> str:
+        socket.data[key] = value
         return "ok"
 
     @nsp.on("whoami")

@@ -7,9 +7,34 @@ cross-node adapter can answer the same questions for the whole cluster.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Set
+import asyncio
+from collections.abc import Awaitable, Generator, Iterable, Set
+from typing import Any
 
-__all__ = ["LocalAdapter"]
+__all__ = ["LocalAdapter", "RoomChange"]
+
+
+class RoomChange:
+    """What :meth:`Socket.join` returns: usable as is (sync), or awaited.
+
+    The local room index changes at once, so local broadcasts see the new member
+    immediately. Awaiting it also waits until the broker confirmed the subscription of
+    every room that got its first local member (at most the broker's
+    ``subscribe_timeout``), after which a broadcast to the room from any node reaches
+    this socket.
+    """
+
+    __slots__ = ("_waits",)
+
+    def __init__(self, waits: Iterable[Awaitable[Any]] = ()) -> None:
+        self._waits = [asyncio.ensure_future(w) for w in waits]
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        if self._waits:
+            await asyncio.wait(self._waits)
 
 
 class LocalAdapter:

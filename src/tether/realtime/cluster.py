@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..broker.cluster import (
@@ -35,7 +35,8 @@ from ..broker.cluster import (
     RemoteCommand,
     RequestResult,
 )
-from .adapter import LocalAdapter
+from .adapter import LocalAdapter, RoomChange
+from .remote import describe
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -44,29 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["ClusterAdapter", "ClusterLink", "RoomChange"]
 
 logger = logging.getLogger("tether.realtime")
-
-
-class RoomChange:
-    """What :meth:`Socket.join` returns: usable as is (sync), or awaited.
-
-    The local room index changes at once, so local broadcasts see the new member
-    immediately. Awaiting it also waits until the broker confirmed the subscription of
-    every room that got its first local member (at most the broker's
-    ``subscribe_timeout``), after which a broadcast to the room from any node reaches
-    this socket.
-    """
-
-    __slots__ = ("_waits",)
-
-    def __init__(self, waits: Iterable[Awaitable[Any]] = ()) -> None:
-        self._waits = [asyncio.ensure_future(w) for w in waits]
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> None:
-        if self._waits:
-            await asyncio.wait(self._waits)
 
 
 class ClusterAdapter(LocalAdapter):
@@ -136,6 +114,7 @@ class ClusterLink:
             "sockets_join": self._do_join,
             "sockets_leave": self._do_leave,
             "disconnect_sockets": self._do_disconnect,
+            "fetch_sockets": self._do_fetch,
         }
         broker.set_handlers(on_message=self._on_message, on_request=self._on_request)
 
@@ -237,9 +216,17 @@ class ClusterLink:
         )
 
     async def request(
-        self, ns: Namespace, kind: str, payload: dict[str, Any], *, local: bool = False
+        self,
+        ns: Namespace,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        local: bool = False,
+        nodes: Iterable[str] | None = None,
+        timeout: float | None = None,
     ) -> RequestResult:
-        """Run ``kind`` on every live node (or on this one when ``local``).
+        """Run ``kind`` on every live node (on this one when ``local``, on ``nodes``
+        when given), waiting at most ``timeout`` (default: the broker's).
 
         Returns:
             The replies by node id; a node that died or did not answer in the broker's
@@ -252,7 +239,7 @@ class ClusterLink:
         """
         if local:
             return _local_result(self.broker.node_id, await self._kinds[kind](ns, payload))
-        return await self.broker.request(ns.name, kind, payload)
+        return await self.broker.request(ns.name, kind, payload, nodes=nodes, timeout=timeout)
 
     # ------------------------------------------------------------------ incoming
 
@@ -304,6 +291,9 @@ class ClusterLink:
         sockets = self._targets(ns, payload)
         await asyncio.gather(*(s.join(*payload["target"])._wait() for s in sockets))
         return len(sockets)
+
+    async def _do_fetch(self, ns: Namespace, payload: Any) -> list[dict[str, Any]]:
+        return [describe(socket) for socket in self._targets(ns, payload)]
 
     async def _do_leave(self, ns: Namespace, payload: Any) -> int:
         sockets = self._targets(ns, payload)

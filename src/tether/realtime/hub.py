@@ -33,7 +33,7 @@ from ..asyncio.opening import Opening
 from ..asyncio.options import ConnectionOptions, deflate_options
 from ..asyncio.server import ProcessRequest, Server
 from ..broker.base import Broker
-from ..broker.cluster import ClusterBroker
+from ..broker.cluster import ClusterBroker, RequestResult
 from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer
 from ..engine.session import Session
@@ -46,6 +46,7 @@ from .connection import Connection
 from .namespace import Handler, Middleware, Namespace
 from .operator import BroadcastOperator
 from .recovery import Recovery
+from .remote import RemoteSocket, SocketList
 from .socket import Socket
 
 __all__ = [
@@ -273,6 +274,43 @@ class Hub:
         await op.emit(event, *args)
 
     # ------------------------------------------------------------------ broker
+
+    async def fetch_sockets(self, namespace: str = "/") -> SocketList[Socket | RemoteSocket]:
+        """Every socket of a namespace on every live node (see
+        :meth:`BroadcastOperator.fetch_sockets`).
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).fetch_sockets()
+
+    async def sockets_join(self, *rooms: str, namespace: str = "/") -> RequestResult:
+        """Make every socket of a namespace, on every live node, join rooms.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str, namespace: str = "/") -> RequestResult:
+        """Make every socket of a namespace, on every live node, leave rooms.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False, namespace: str = "/") -> RequestResult:
+        """Disconnect every socket of a namespace on every live node.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).disconnect_sockets(close)
 
     def on_server_event(self, event: str) -> Callable[[Handler], Handler]:
         """Register ``async def(*args)`` for ``event`` sent by another node's

@@ -11,6 +11,7 @@ from .cluster import ClusterAdapter
 from .operator import BroadcastOperator
 from .packets import encode_event
 from .recovery import RecoveryLog
+from .remote import RemoteSocket, SocketList
 from .socket import Socket
 
 if TYPE_CHECKING:
@@ -117,9 +118,15 @@ class Namespace:
         """Send an event to every socket of the namespace."""
         await BroadcastOperator(self).emit(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """Every socket of the namespace (this node)."""
-        return list(self.sockets.values())
+    async def fetch_sockets(self) -> SocketList[Socket | RemoteSocket]:
+        """Every socket of the namespace on every live node (see
+        :meth:`BroadcastOperator.fetch_sockets`).
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await BroadcastOperator(self).fetch_sockets()
 
     async def disconnect_sockets(self, close: bool = False) -> RequestResult:
         """Disconnect every socket of the namespace."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..broker.cluster import RequestResult
 from ..exceptions import AckTimeout
+from .remote import RemoteSocket, SocketList
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -133,9 +134,31 @@ class BroadcastOperator:
             raise exc
         return responses
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """The matching sockets (this node)."""
-        return self._targets()
+    async def fetch_sockets(self) -> SocketList[Socket | RemoteSocket]:
+        """The matching sockets of every live node (of this node with ``.local``).
+
+        This node's sockets are its :class:`Socket` objects; the others are
+        :class:`~tether.realtime.remote.RemoteSocket` snapshots (``sid``, ``rooms``,
+        ``data``, ``handshake``) whose ``emit``, ``join``, ``leave`` and ``disconnect``
+        act on their node. A node that dies during the call (or does not answer within
+        the broker's ``request_timeout``) is left out: the returned list's ``missing``
+        attribute holds its node id (``errors`` those whose handler failed), so
+        ``sockets.missing`` empty means the list is complete.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        if self._local:
+            return SocketList(self._targets())
+        result = await self._request("fetch_sockets")
+        me = self._ns.hub._cluster.broker.node_id
+        out: list[Socket | RemoteSocket] = []
+        for node, infos in sorted(result.replies.items()):
+            for info in infos or ():
+                local = self._ns.sockets.get(info["sid"]) if node == me else None
+                out.append(local if local is not None else RemoteSocket(self._ns, node, info))
+        return SocketList(out, result.missing, result.errors)
 
     async def _request(self, kind: str, **extra: Any) -> RequestResult:
         return await self._ns.hub._cluster.request(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.session import Session
 from ..exceptions import AckTimeout, Disconnected
-from .cluster import RoomChange
+from .adapter import RoomChange
 from .operator import BroadcastOperator
 from .packets import Packet, PacketType, encode, encode_event
 
