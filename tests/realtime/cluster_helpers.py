@@ -22,6 +22,7 @@ from typing import Any
 
 from tether.broker import ClusterBroker, MemoryBroker, MemoryCluster, RedisBroker
 from tether.realtime import Client, Hub, Socket
+from tether.testing.broker import wait_until_async
 
 REDIS = "redis://127.0.0.1:6379/0"
 WAIT = 15.0
@@ -103,6 +104,15 @@ class Cluster:
     async def start(self) -> Cluster:
         for hub in self.hubs:
             self.servers.append(await hub.serve("127.0.0.1", 0))
+        # A RedisBroker's registration reaches its peers just after start(): wait (bounded)
+        # until every node sees every other, so "every live node" means all of them.
+        ids = {hub.broker.node_id for hub in self.hubs}
+        for hub in self.hubs:
+
+            async def sees_all(broker: Any = hub.broker) -> bool:
+                return ids <= set(await broker.live_nodes())
+
+            await wait_until_async(sees_all, True)
         return self
 
     async def client(self, node: int, namespace: str = "/", **kw: Any) -> tuple[Client, Inbox]:

@@ -35,7 +35,9 @@ from ..broker.cluster import (
     RemoteCommand,
     RequestResult,
 )
+from ..exceptions import AckTimeout
 from .adapter import LocalAdapter, RoomChange
+from .operator import BroadcastOperator
 from .remote import describe
 
 if TYPE_CHECKING:
@@ -115,6 +117,8 @@ class ClusterLink:
             "sockets_leave": self._do_leave,
             "disconnect_sockets": self._do_disconnect,
             "fetch_sockets": self._do_fetch,
+            "server_event": self._do_server_event,
+            "emit_with_ack": self._do_emit_with_ack,
         }
         broker.set_handlers(on_message=self._on_message, on_request=self._on_request)
 
@@ -241,6 +245,24 @@ class ClusterLink:
             return _local_result(self.broker.node_id, await self._kinds[kind](ns, payload))
         return await self.broker.request(ns.name, kind, payload, nodes=nodes, timeout=timeout)
 
+    async def server_side_emit(
+        self, ns: Namespace, event: str, args: Iterable[Any], timeout: float | None = None
+    ) -> RequestResult:
+        """Call the ``event`` handlers of every other live node and gather the replies.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many requests are waiting.
+        """
+        me = self.broker.node_id
+        others = [node for node in await self.broker.live_nodes() if node != me]
+        if not others:
+            return RequestResult(replies={}, errors={}, missing=frozenset(), timed_out=False)
+        payload = {"event": event, "args": list(args)}
+        return await self.broker.request(
+            ns.name, "server_event", payload, nodes=others, timeout=timeout
+        )
+
     # ------------------------------------------------------------------ incoming
 
     def _on_message(self, message: Broadcast | RemoteCommand) -> Awaitable[None] | None:
@@ -294,6 +316,23 @@ class ClusterLink:
 
     async def _do_fetch(self, ns: Namespace, payload: Any) -> list[dict[str, Any]]:
         return [describe(socket) for socket in self._targets(ns, payload)]
+
+    async def _do_server_event(self, ns: Namespace, payload: Any) -> Any:
+        return await self.hub._server_event(ns, payload["event"], list(payload["args"]))
+
+    async def _do_emit_with_ack(self, ns: Namespace, payload: Any) -> dict[str, Any]:
+        op = BroadcastOperator(
+            ns,
+            set(payload["rooms"]),
+            set(payload["except"]),
+            local=True,
+            timeout=payload["timeout"],
+        )
+        try:
+            responses = await op.emit_with_ack(payload["event"], *payload["args"])
+        except AckTimeout as exc:
+            return {"responses": exc.responses, "missing": exc.missing}  # type: ignore[attr-defined]
+        return {"responses": responses, "missing": 0}
 
     async def _do_leave(self, ns: Namespace, payload: Any) -> int:
         sockets = self._targets(ns, payload)

@@ -312,6 +312,17 @@ class Hub:
         """
         return await self.of(namespace).disconnect_sockets(close)
 
+    async def server_side_emit(self, event: str, *args: Any, namespace: str = "/") -> None:
+        """Call the :meth:`on_server_event` handler of ``event`` on every other live
+        node; returns when they ran (or the broker's ``request_timeout`` passed). Use
+        ``await hub.timeout(s).server_side_emit_with_ack(...)`` for their replies.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        await self._cluster.server_side_emit(self.of(namespace), event, args)
+
     def on_server_event(self, event: str) -> Callable[[Handler], Handler]:
         """Register ``async def(*args)`` for ``event`` sent by another node's
         :meth:`server_side_emit` (or an emitter's ``serverSideEmit``); its return value

@@ -110,16 +110,45 @@ class BroadcastOperator:
             )
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        """Send an event to every matching local socket and gather their acknowledgements.
+        """Send an event to every matching socket of every live node and gather their
+        acknowledgements (each node collects its local ones and replies).
 
         Returns:
-            One response per socket that answered in time (its only argument, or a tuple).
+            One response per socket that answered in time (its only argument, or a
+            tuple for several; a list when it came from another node over Redis).
 
         Raises:
-            AckTimeout: some sockets did not answer within the timeout (``.responses``
-                on the exception holds those that did).
+            AckTimeout: some sockets did not answer within the timeout, or a node did
+                not reply: ``.responses`` holds the answers that came, ``.missing`` the
+                number of sockets that did not answer and ``.missing_nodes`` the ids of
+                the nodes that did not reply.
+            InvalidState: the broker is closed.
         """
         timeout = self._timeout if self._timeout is not None else 10.0
+        if self._local:
+            return await self._local_acks(event, args, timeout)
+        payload = self._payload(event=event, args=list(args), timeout=timeout)
+        # The nodes wait ``timeout`` for their clients; give their replies time to come.
+        result = await self._ns.hub._cluster.request(
+            self._ns, "emit_with_ack", payload, timeout=timeout + max(1.0, timeout)
+        )
+        responses: list[Any] = []
+        missing = 0
+        for _, reply in sorted(result.replies.items()):
+            responses += reply["responses"]
+            missing += reply["missing"]
+        nodes = set(result.missing) | set(result.errors)
+        if missing or nodes:
+            exc = AckTimeout(
+                f"{missing} clients did not acknowledge, {len(nodes)} nodes did not reply"
+            )
+            exc.responses = responses  # type: ignore[attr-defined]
+            exc.missing = missing  # type: ignore[attr-defined]
+            exc.missing_nodes = frozenset(nodes)  # type: ignore[attr-defined]
+            raise exc
+        return responses
+
+    async def _local_acks(self, event: str, args: tuple[Any, ...], timeout: float) -> list[Any]:
         sockets = self._targets()
         results = await asyncio.gather(
             *(s.emit_with_ack(event, *args, timeout=timeout) for s in sockets),
@@ -131,6 +160,29 @@ class BroadcastOperator:
                 f"{len(results) - len(responses)} of {len(results)} clients did not acknowledge"
             )
             exc.responses = responses  # type: ignore[attr-defined]
+            exc.missing = len(results) - len(responses)  # type: ignore[attr-defined]
+            exc.missing_nodes = frozenset()  # type: ignore[attr-defined]
+            raise exc
+        return responses
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Call the :meth:`Hub.on_server_event` handler of ``event`` on every other live
+        node and return their return values (one per node, in node id order).
+
+        Raises:
+            AckTimeout: a node did not reply within the timeout (or its handler
+                failed): ``.responses`` holds the replies that came, ``.missing_nodes``
+                the ids of the others.
+            InvalidState: the broker is closed.
+        """
+        timeout = self._timeout if self._timeout is not None else 10.0
+        result = await self._ns.hub._cluster.server_side_emit(self._ns, event, args, timeout)
+        responses = [reply for _, reply in sorted(result.replies.items())]
+        nodes = set(result.missing) | set(result.errors)
+        if nodes:
+            exc = AckTimeout(f"{len(nodes)} nodes did not reply to {event!r}")
+            exc.responses = responses  # type: ignore[attr-defined]
+            exc.missing_nodes = frozenset(nodes)  # type: ignore[attr-defined]
             raise exc
         return responses
 
