@@ -1,8 +1,9 @@
 """The room index of a namespace: which sockets are in which rooms (this node).
 
 Socket.IO calls this the adapter. It is the seam a cluster broker plugs into: the
-namespace asks the adapter for room membership and never walks the rooms itself, so a
-cross-node adapter can answer the same questions for the whole cluster.
+namespace asks the adapter for room membership and never walks the rooms itself;
+:class:`~tether.realtime.cluster.ClusterAdapter` extends it to declare this node's
+room interest to the broker.
 """
 
 from __future__ import annotations

@@ -14,8 +14,15 @@ broadcasting and connection-state recovery, on the Engine.IO engine.
 
 The parts live beside this module: :mod:`.socket` (one client in one namespace),
 :mod:`.operator` (broadcast targets), :mod:`.namespace`, :mod:`.adapter` (the room
-index), :mod:`.recovery` (connection-state recovery) and :mod:`.connection` (one
-Engine.IO session: packet dispatch, connecting, the bound on running handlers).
+index), :mod:`.cluster` (the hubs of a cluster as one server, through a
+:class:`~tether.broker.ClusterBroker`), :mod:`.remote` (other nodes' sockets),
+:mod:`.recovery` (connection-state recovery) and :mod:`.connection` (one Engine.IO
+session: packet dispatch, connecting, the bound on running handlers).
+
+Several hubs sharing a broker cluster (``Hub(broker=RedisBroker(url, prefix=...))``)
+behave as one server: rooms, broadcasts, ``sockets_join``, ``fetch_sockets``,
+acknowledgements and server-side events span every live node; ``.local`` keeps an
+operation on this node.
 """
 
 from __future__ import annotations
