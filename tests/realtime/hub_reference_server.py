@@ -9,7 +9,7 @@ Usage::
     python hub_reference_server.py --port P [--host 127.0.0.1]
         [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
         [--transports polling,websocket] [--refuse-websocket]
-        [--recovery] [--reject-token TOKEN]
+        [--recovery] [--reject-token TOKEN] [--redis URL --prefix P]
 
 Prints "READY <port>" on stdout once listening (P may be 0). Exits on SIGTERM/SIGINT or
 when stdin closes.
@@ -20,6 +20,8 @@ Options:
   --recovery           connection-state recovery on (broadcasts carry an offset)
   --reject-token T     the middleware of every namespace refuses auth.token == T with the
                        error "not authorized" (data: {"reason": "bad token"})
+  --redis URL          join a cluster: a RedisBroker on URL (with --prefix P, default
+                       "tether"); rooms and broadcasts then span every node
 
 The namespaces "/" and "/chat" answer the same events:
   echo(*args[, ack])           -> ack(*args), or without an ack emit("echo", *args)
@@ -34,6 +36,8 @@ The namespaces "/" and "/chat" answer the same events:
                                   transport close)
   server-disconnect()          -> socket.disconnect() (the client must not reconnect)
   upgrade-count(ack)           -> ack(number of completed transport upgrades)
+  join(room, ack)              -> await socket.join(room) (cluster-wide); ack("ok")
+  room-emit(room, event, *args[, ack]) -> hub.to(room).emit(event, *args); ack()
 
 Where the Hub's handler API differs from socket.io's, this program bridges the gap with
 public API only:
@@ -63,6 +67,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tether import Request, Response, run
+from tether.broker import RedisBroker
 from tether.engine import Session
 from tether.realtime import ConnectionRefused, Hub, Recovery, Socket
 from tether.realtime.connection import Connection
@@ -108,11 +113,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--refuse-websocket", action="store_true")
     parser.add_argument("--recovery", action="store_true")
     parser.add_argument("--reject-token", default=None, metavar="TOKEN")
+    parser.add_argument("--redis", default=None, metavar="URL")
+    parser.add_argument("--prefix", default="tether")
     return parser.parse_args(argv)
 
 
 def build(opts: argparse.Namespace, stopping: asyncio.Event) -> ReferenceHub:
+    broker = (
+        RedisBroker(opts.redis, prefix=opts.prefix, heartbeat_interval=0.3, ping_interval=0.3)
+        if opts.redis
+        else None
+    )
     hub = ReferenceHub(
+        broker=broker,
         ping_interval=opts.ping_interval / 1000,
         ping_timeout=opts.ping_timeout / 1000,
         max_payload=opts.max_payload,
@@ -207,6 +220,15 @@ def build(opts: argparse.Namespace, stopping: asyncio.Event) -> ReferenceHub:
         async def server_disconnect(socket: Socket) -> None:
             await socket.disconnect()
 
+        @nsp.on("join")
+        async def join(socket: Socket, room: str) -> str:
+            await socket.join(room)
+            return "ok"
+
+        @nsp.on("room-emit")
+        async def room_emit(socket: Socket, room: str, event: str, *args: Any) -> None:
+            await socket.namespace.to(room).emit(event, *args)
+
         @nsp.on("upgrade-count")
         def upgrade_count(socket: Socket) -> int:
             return sum(
@@ -251,6 +273,7 @@ async def main(argv: Sequence[str]) -> int:
     async with hub.serve(opts.host, opts.port, process_request=refuse, close_timeout=2.0) as server:
         print(f"READY {server.port}", flush=True)
         await stop.wait()
+    await hub.broker.close()
     return 0
 
 

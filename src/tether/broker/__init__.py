@@ -1,8 +1,9 @@
 """Fan-out between server processes: the in-memory broker (default) and Redis.
 
-:class:`Broker` is the plain publish/subscribe interface the hub uses today;
+:class:`Broker` is the plain publish/subscribe interface of envelopes;
 :class:`ClusterBroker` adds interest routing, broadcasts in the socket.io wire format,
-requests to every live node and liveness (see :mod:`tether.broker.cluster`).
+requests to every live node and liveness (see :mod:`tether.broker.cluster`): the hub
+uses that (see :mod:`tether.realtime.cluster`).
 :class:`MemoryBroker` implements it in one process, :class:`RedisBroker` on Redis (the
 ``tether[redis]`` extra; importing it needs nothing, constructing it needs redis-py).
 """

@@ -1,12 +1,11 @@
 """The broker interface: fan-out of envelopes between server processes.
 
-The realtime layer publishes an :class:`Envelope` for every operation that concerns other
-nodes (a broadcast, ``disconnect_sockets``, ``sockets_join``...) and delivers the
-envelopes it receives from other nodes to its local sockets. It never knows which broker
-carries them: the embedded in-memory one (one process) or Redis (many).
-:class:`~tether.broker.cluster.ClusterBroker` extends this interface with interest
-routing, requests to every live node and liveness; room membership stays behind the
-realtime layer's adapter (:mod:`tether.realtime.adapter`).
+Plain publish/subscribe of :class:`Envelope` values between nodes, for whoever needs a
+channel of its own. The realtime hub uses the richer
+:class:`~tether.broker.cluster.ClusterBroker` (interest routing, broadcasts, requests to
+every live node, liveness) through :mod:`tether.realtime.cluster`; room membership stays
+behind the realtime layer's adapter (:mod:`tether.realtime.adapter`). Neither knows
+which broker carries the messages: the embedded in-memory one (one process) or Redis.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from .hub import ConnectionRefused, Hub, HubServe, HubServer
 from .namespace import Namespace
 from .operator import BroadcastOperator
 from .recovery import Recovery
+from .remote import RemoteSocket, SocketList
 from .socket import Socket
 
 __all__ = [
@@ -25,5 +26,7 @@ __all__ = [
     "Namespace",
     "NamespaceSocket",
     "Recovery",
+    "RemoteSocket",
     "Socket",
+    "SocketList",
 ]

@@ -213,6 +213,8 @@ class Connection:
             reply["pid"] = socket.pid
         self.sockets[name] = socket
         ns.sockets[sid] = socket
+        # The sid room's SUBSCRIBE is in flight for one round trip (never delaying
+        # CONNECT or the connect handlers); ``await socket.join(socket.sid)`` waits for it.
         ns.adapter.join(sid, [sid, *(restored[0].rooms if restored is not None else ())])
         socket.connected = True
         socket._send(encode(Packet(PacketType.CONNECT, name, reply)))

@@ -14,8 +14,15 @@ broadcasting and connection-state recovery, on the Engine.IO engine.
 
 The parts live beside this module: :mod:`.socket` (one client in one namespace),
 :mod:`.operator` (broadcast targets), :mod:`.namespace`, :mod:`.adapter` (the room
-index), :mod:`.recovery` (connection-state recovery) and :mod:`.connection` (one
-Engine.IO session: packet dispatch, connecting, the bound on running handlers).
+index), :mod:`.cluster` (the hubs of a cluster as one server, through a
+:class:`~tether.broker.ClusterBroker`), :mod:`.remote` (other nodes' sockets),
+:mod:`.recovery` (connection-state recovery) and :mod:`.connection` (one Engine.IO
+session: packet dispatch, connecting, the bound on running handlers).
+
+Several hubs sharing a broker cluster (``Hub(broker=RedisBroker(url, prefix=...))``)
+behave as one server: rooms, broadcasts, ``sockets_join``, ``fetch_sockets``,
+acknowledgements and server-side events span every live node; ``.local`` keeps an
+operation on this node.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from typing import Any
 from ..asyncio.opening import Opening
 from ..asyncio.options import ConnectionOptions, deflate_options
 from ..asyncio.server import ProcessRequest, Server
-from ..broker.base import Broker, Envelope
+from ..broker.base import Broker
+from ..broker.cluster import ClusterBroker, RequestResult
 from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer
 from ..engine.session import Session
@@ -40,10 +48,12 @@ from ..exceptions import AckTimeout, ConnectionRefused
 from ..protocol.connection import Side
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
+from .cluster import ClusterLink
 from .connection import Connection
 from .namespace import Handler, Middleware, Namespace
 from .operator import BroadcastOperator
 from .recovery import Recovery
+from .remote import RemoteSocket, SocketList
 from .socket import Socket
 
 __all__ = [
@@ -98,13 +108,22 @@ class Hub:
         cors_credentials: allow credentials in CORS.
         transports: allowed transports.
         recovery: connection-state recovery options, or None (off).
-        broker: the broker for multi-node fan-out (in-memory by default).
+        broker: the :class:`~tether.broker.ClusterBroker` the hubs of a cluster share
+            (an in-process :class:`~tether.broker.MemoryBroker` by default, alone in its
+            cluster; ``RedisBroker(url, prefix=...)`` for several processes). Rooms,
+            broadcasts, ``sockets_join``/``sockets_leave``/``disconnect_sockets``,
+            ``fetch_sockets``, server-side events and acknowledgements then span every
+            node; ``.local`` keeps an operation on this node.
         max_attachments: the most binary attachments per packet.
         max_buffered_packets: per-session outgoing bound (slow consumers are disconnected).
         max_pending_handlers: per-client bound on event handlers still running; past it
             a WebSocket client is not read until half have finished.
         fallback: ``async def(request) -> Response`` for other HTTP paths (static files).
         node_id: this node's id in broker envelopes (random by default).
+
+    Raises:
+        TypeError: ``broker`` is a plain :class:`~tether.broker.Broker`, not a
+            :class:`~tether.broker.ClusterBroker`.
     """
 
     #: What carries the Socket.IO work of one Engine.IO session. Internal seam: a
@@ -132,10 +151,15 @@ class Hub:
     ) -> None:
         self.connect_timeout = connect_timeout
         self.recovery = recovery
-        self.broker = broker or MemoryBroker()
+        broker = broker if broker is not None else MemoryBroker()
+        if not isinstance(broker, ClusterBroker):
+            raise TypeError(f"the hub needs a ClusterBroker, not {type(broker).__name__}")
+        self.broker: ClusterBroker = broker
+        self._cluster = ClusterLink(self, broker)
+        self._server_handlers: dict[str, Handler] = {}
         self.max_attachments = max_attachments
         self.max_pending_handlers = max_pending_handlers
-        self.node_id = node_id or secrets.token_hex(6)
+        self.node_id = node_id or broker.node_id
         self._offset_prefix = secrets.token_hex(4)
         self._engine_handler = _EngineHandler(self)
         self.engine = EngineServer(
@@ -152,7 +176,6 @@ class Hub:
         )
         self._namespaces: dict[str, Namespace] = {}
         self._dynamic: list[tuple[re.Pattern[str] | Callable[..., Any], Namespace]] = []
-        self._subscribed = False
         self._servers: list[HubServer] = []
         # Tasks of every connection (handlers, connects, disconnects), awaited on close.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -259,42 +282,79 @@ class Hub:
 
     # ------------------------------------------------------------------ broker
 
-    async def _publish(self, kind: str, namespace: str, payload: dict[str, Any]) -> None:
-        if not self._subscribed:
-            return
-        await self.broker.publish(
-            "tether#" + namespace, Envelope(kind, namespace, self.node_id, payload)
-        )
+    async def fetch_sockets(self, namespace: str = "/") -> SocketList[Socket | RemoteSocket]:
+        """Every socket of a namespace on every live node (see
+        :meth:`BroadcastOperator.fetch_sockets`).
 
-    async def _on_envelope(self, envelope: Envelope) -> None:
-        if envelope.origin == self.node_id:
-            return
-        ns = self._namespaces.get(envelope.namespace)
-        if ns is None:
-            return
-        p = envelope.payload
-        op = BroadcastOperator(
-            ns,
-            set(p.get("rooms", ())),
-            set(p.get("except", ())),
-            volatile=bool(p.get("volatile")),
-            local=True,
-        )
-        if envelope.kind == "broadcast":
-            ns._broadcast(p["event"], p["args"], op._rooms, op._except, op._volatile)
-        elif envelope.kind == "disconnect":
-            await op.disconnect_sockets(bool(p.get("close")))
-        elif envelope.kind == "join":
-            await op.sockets_join(*p["target"])
-        elif envelope.kind == "leave":
-            await op.sockets_leave(*p["target"])
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).fetch_sockets()
+
+    async def sockets_join(self, *rooms: str, namespace: str = "/") -> RequestResult:
+        """Make every socket of a namespace, on every live node, join rooms.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str, namespace: str = "/") -> RequestResult:
+        """Make every socket of a namespace, on every live node, leave rooms.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False, namespace: str = "/") -> RequestResult:
+        """Disconnect every socket of a namespace on every live node.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self.of(namespace).disconnect_sockets(close)
+
+    async def server_side_emit(self, event: str, *args: Any, namespace: str = "/") -> None:
+        """Call the :meth:`on_server_event` handler of ``event`` on every other live
+        node; returns when they ran (or the broker's ``request_timeout`` passed). Use
+        ``await hub.timeout(s).server_side_emit_with_ack(...)`` for their replies.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        await self._cluster.server_side_emit(self.of(namespace), event, args)
+
+    def on_server_event(self, event: str) -> Callable[[Handler], Handler]:
+        """Register ``async def(*args)`` for ``event`` sent by another node's
+        :meth:`server_side_emit` (or an emitter's ``serverSideEmit``); its return value
+        is the reply to :meth:`server_side_emit_with_ack`."""
+
+        def decorator(func: Handler) -> Handler:
+            self._server_handlers[event] = func
+            return func
+
+        return decorator
+
+    async def _server_event(self, ns: Namespace, event: str, args: list[Any]) -> Any:
+        handler = self._server_handlers.get(event)
+        if handler is None:
+            return None
+        result = handler(*args)
+        return await result if inspect.isawaitable(result) else result
 
     async def start(self) -> None:
-        """Subscribe to the broker (called by :meth:`serve`)."""
-        if not self._subscribed:
-            for name in self._namespaces:
-                await self.broker.subscribe("tether#" + name, self._on_envelope)
-            self._subscribed = True
+        """Start the cluster broker (called by :meth:`serve`); idempotent.
+
+        Raises:
+            InvalidState: the broker was closed.
+        """
+        await self._cluster.start()
 
     # ------------------------------------------------------------------ serving
 
@@ -393,10 +453,8 @@ class Hub:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
             for task in pending:
                 task.cancel()
-        if self._subscribed:
-            self._subscribed = False
-            for name in self._namespaces:
-                await self.broker.unsubscribe("tether#" + name, self._on_envelope)
+        # The sockets are gone, so is their interest: wait for the UNSUBSCRIBEs.
+        await self._cluster.drain()
 
 
 class HubServer(Server):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..broker.cluster import RequestResult
 from ..engine.transport import PreparedMessage
-from .adapter import LocalAdapter
+from .cluster import ClusterAdapter
 from .operator import BroadcastOperator
 from .packets import encode_event
 from .recovery import RecoveryLog
+from .remote import RemoteSocket, SocketList
 from .socket import Socket
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ class Namespace:
         self.hub = hub
         self.name = name
         self.sockets: dict[str, Socket] = {}
-        self.adapter = LocalAdapter()
+        self.adapter = ClusterAdapter(hub._cluster, name)
         self._handlers: dict[str, Handler] = {}
         self._catch_all: Handler | None = None
         self._on_connect: list[Handler] = []
@@ -116,21 +118,27 @@ class Namespace:
         """Send an event to every socket of the namespace."""
         await BroadcastOperator(self).emit(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """Every socket of the namespace (this node)."""
-        return list(self.sockets.values())
+    async def fetch_sockets(self) -> SocketList[Socket | RemoteSocket]:
+        """Every socket of the namespace on every live node (see
+        :meth:`BroadcastOperator.fetch_sockets`).
 
-    async def disconnect_sockets(self, close: bool = False) -> None:
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await BroadcastOperator(self).fetch_sockets()
+
+    async def disconnect_sockets(self, close: bool = False) -> RequestResult:
         """Disconnect every socket of the namespace."""
-        await BroadcastOperator(self).disconnect_sockets(close)
+        return await BroadcastOperator(self).disconnect_sockets(close)
 
-    async def sockets_join(self, *rooms: str) -> None:
+    async def sockets_join(self, *rooms: str) -> RequestResult:
         """Make every socket join rooms."""
-        await BroadcastOperator(self).sockets_join(*rooms)
+        return await BroadcastOperator(self).sockets_join(*rooms)
 
-    async def sockets_leave(self, *rooms: str) -> None:
+    async def sockets_leave(self, *rooms: str) -> RequestResult:
         """Make every socket leave rooms."""
-        await BroadcastOperator(self).sockets_leave(*rooms)
+        return await BroadcastOperator(self).sockets_leave(*rooms)
 
     # ------------------------------------------------------------------ delivery
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ..broker.cluster import RequestResult
 from ..exceptions import AckTimeout
+from .remote import RemoteSocket, SocketList
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -83,35 +85,70 @@ class BroadcastOperator:
     def _targets(self) -> list[Socket]:
         return self._ns._match(self._rooms, self._except)
 
-    async def _fan_out(self, kind: str, **payload: Any) -> None:
-        """Tell the other nodes (through the broker) to do the same, unless local."""
-        if not self._local:
-            payload["rooms"] = sorted(self._rooms)
-            payload["except"] = sorted(self._except)
-            await self._ns.hub._publish(kind, self._ns.name, payload)
+    def _payload(self, **extra: Any) -> dict[str, Any]:
+        return {"rooms": sorted(self._rooms), "except": sorted(self._except), **extra}
 
     async def emit(self, event: str, *args: Any) -> None:
-        """Send an event to every matching socket (encoded once)."""
-        self._ns._broadcast(event, args, self._rooms, self._except, self._volatile, self._compress)
-        await self._fan_out(
-            "broadcast",
-            event=event,
-            args=list(args),
-            volatile=self._volatile,
-            compress=self._compress,
-        )
-
-    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        """Send an event to every matching local socket and gather their acknowledgements.
-
-        Returns:
-            One response per socket that answered in time (its only argument, or a tuple).
+        """Send an event to every matching socket of every node (encoded once here).
 
         Raises:
-            AckTimeout: some sockets did not answer within the timeout (``.responses``
-                on the exception holds those that did).
+            ValueError: a reserved event name.
+            TypeError: arguments JSON (or the broker's wire format) cannot carry.
+            InvalidState: the broker is closed.
+            BufferFull: the broker cannot reach its transport and its buffer is full.
+        """
+        self._ns._broadcast(event, args, self._rooms, self._except, self._volatile, self._compress)
+        if not self._local:
+            await self._ns.hub._cluster.broadcast(
+                self._ns.name,
+                event,
+                args,
+                self._rooms,
+                self._except,
+                volatile=self._volatile,
+                compress=self._compress,
+            )
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Send an event to every matching socket of every live node and gather their
+        acknowledgements (each node collects its local ones and replies).
+
+        Returns:
+            One response per socket that answered in time (its only argument, or a
+            tuple for several; a list when it came from another node over Redis).
+
+        Raises:
+            AckTimeout: some sockets did not answer within the timeout, or a node did
+                not reply: ``.responses`` holds the answers that came, ``.missing`` the
+                number of sockets that did not answer and ``.missing_nodes`` the ids of
+                the nodes that did not reply.
+            InvalidState: the broker is closed.
         """
         timeout = self._timeout if self._timeout is not None else 10.0
+        if self._local:
+            return await self._local_acks(event, args, timeout)
+        payload = self._payload(event=event, args=list(args), timeout=timeout)
+        # The nodes wait ``timeout`` for their clients; give their replies time to come.
+        result = await self._ns.hub._cluster.request(
+            self._ns, "emit_with_ack", payload, timeout=timeout + max(1.0, timeout)
+        )
+        responses: list[Any] = []
+        missing = 0
+        for _, reply in sorted(result.replies.items()):
+            responses += reply["responses"]
+            missing += reply["missing"]
+        nodes = set(result.missing) | set(result.errors)
+        if missing or nodes:
+            exc = AckTimeout(
+                f"{missing} clients did not acknowledge, {len(nodes)} nodes did not reply"
+            )
+            exc.responses = responses  # type: ignore[attr-defined]
+            exc.missing = missing  # type: ignore[attr-defined]
+            exc.missing_nodes = frozenset(nodes)  # type: ignore[attr-defined]
+            raise exc
+        return responses
+
+    async def _local_acks(self, event: str, args: tuple[Any, ...], timeout: float) -> list[Any]:
         sockets = self._targets()
         results = await asyncio.gather(
             *(s.emit_with_ack(event, *args, timeout=timeout) for s in sockets),
@@ -123,27 +160,102 @@ class BroadcastOperator:
                 f"{len(results) - len(responses)} of {len(results)} clients did not acknowledge"
             )
             exc.responses = responses  # type: ignore[attr-defined]
+            exc.missing = len(results) - len(responses)  # type: ignore[attr-defined]
+            exc.missing_nodes = frozenset()  # type: ignore[attr-defined]
             raise exc
         return responses
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """The matching sockets (this node)."""
-        return self._targets()
+    async def server_side_emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Call the :meth:`Hub.on_server_event` handler of ``event`` on every other live
+        node and return their return values (one per node, in node id order).
 
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the matching sockets."""
-        for socket in self._targets():
-            await socket.disconnect(close)
-        await self._fan_out("disconnect", close=close)
+        Raises:
+            AckTimeout: a node did not reply within the timeout (or its handler
+                failed): ``.responses`` holds the replies that came, ``.missing_nodes``
+                the ids of the others.
+            InvalidState: the broker is closed.
+        """
+        timeout = self._timeout if self._timeout is not None else 10.0
+        result = await self._ns.hub._cluster.server_side_emit(self._ns, event, args, timeout)
+        responses = [reply for _, reply in sorted(result.replies.items())]
+        nodes = set(result.missing) | set(result.errors)
+        if nodes:
+            exc = AckTimeout(f"{len(nodes)} nodes did not reply to {event!r}")
+            exc.responses = responses  # type: ignore[attr-defined]
+            exc.missing_nodes = frozenset(nodes)  # type: ignore[attr-defined]
+            raise exc
+        return responses
 
-    async def sockets_join(self, *rooms: str) -> None:
-        """Make the matching sockets join rooms."""
-        for socket in self._targets():
-            socket.join(*rooms)
-        await self._fan_out("join", target=list(rooms))
+    async def fetch_sockets(self) -> SocketList[Socket | RemoteSocket]:
+        """The matching sockets of every live node (of this node with ``.local``).
 
-    async def sockets_leave(self, *rooms: str) -> None:
-        """Make the matching sockets leave rooms."""
-        for socket in self._targets():
-            socket.leave(*rooms)
-        await self._fan_out("leave", target=list(rooms))
+        This node's sockets are its :class:`Socket` objects; the others are
+        :class:`~tether.realtime.remote.RemoteSocket` snapshots (``sid``, ``rooms``,
+        ``data``, ``handshake``) whose ``emit``, ``join``, ``leave`` and ``disconnect``
+        act on their node. A node that dies during the call (or does not answer within
+        the broker's ``request_timeout``) is left out: the returned list's ``missing``
+        attribute holds its node id (``errors`` those whose handler failed), so
+        ``sockets.missing`` empty means the list is complete.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        if self._local:
+            return SocketList(self._targets())
+        result = await self._request("fetch_sockets")
+        me = self._ns.hub._cluster.broker.node_id
+        out: list[Socket | RemoteSocket] = []
+        for node, infos in sorted(result.replies.items()):
+            for info in infos or ():
+                local = self._ns.sockets.get(info["sid"]) if node == me else None
+                out.append(local if local is not None else RemoteSocket(self._ns, node, info))
+        return SocketList(out, result.missing, result.errors)
+
+    async def _request(self, kind: str, **extra: Any) -> RequestResult:
+        return await self._ns.hub._cluster.request(
+            self._ns, kind, self._payload(**extra), local=self._local
+        )
+
+    async def disconnect_sockets(self, close: bool = False) -> RequestResult:
+        """Disconnect the matching sockets of every live node (``close``: their
+        connections too); returns once every live node has done it.
+
+        Returns:
+            The number of sockets disconnected, by node id (``replies``); nodes that
+            died or did not answer in time are in ``missing``.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self._request("disconnect_sockets", close=close)
+
+    async def sockets_join(self, *rooms: str) -> RequestResult:
+        """Make the matching sockets of every live node join rooms; returns once every
+        live node has done it (and subscribed the rooms), so an emit to the rooms right
+        after reaches the new members.
+
+        Returns:
+            The number of sockets that joined, by node id (``replies``); nodes that died
+            or did not answer in time are in ``missing``.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self._request("sockets_join", target=list(rooms))
+
+    async def sockets_leave(self, *rooms: str) -> RequestResult:
+        """Make the matching sockets of every live node leave rooms; returns once every
+        live node has done it.
+
+        Returns:
+            The number of sockets that left, by node id (``replies``); missing nodes
+            are in ``missing``.
+
+        Raises:
+            InvalidState: the broker is closed.
+            BufferFull: too many cluster requests are waiting.
+        """
+        return await self._request("sockets_leave", target=list(rooms))

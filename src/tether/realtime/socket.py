@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.session import Session
 from ..exceptions import AckTimeout, Disconnected
+from .adapter import RoomChange
 from .operator import BroadcastOperator
 from .packets import Packet, PacketType, encode, encode_event
 
@@ -152,9 +153,23 @@ class Socket:
 
     # ------------------------------------------------------------------ rooms
 
-    def join(self, *rooms: str) -> None:
-        """Join rooms."""
-        self.namespace.adapter.join(self.sid, rooms)
+    def join(self, *rooms: str) -> RoomChange:
+        """Join rooms, on this node at once; await the result for the whole cluster.
+
+        The local room index changes before this returns (a local broadcast reaches the
+        socket right away). ``await socket.join(room)`` also waits until the broker has
+        confirmed this node's interest in every room that got its first local member
+        (bounded by the broker's ``subscribe_timeout``): after it returns, a broadcast
+        to the room from any node reaches this socket. Without ``await``, that holds a
+        few loop turns later (one SUBSCRIBE round trip). A socket's own sid room is
+        subscribed the same way when it connects (without delaying CONNECT or the
+        connect handlers): ``await socket.join(socket.sid)`` waits for it, before
+        handing the sid to other nodes for ``hub.to(sid)``.
+
+        Returns:
+            An awaitable of the cluster-wide confirmation (ignoring it is fine).
+        """
+        return RoomChange(self.namespace.adapter.join(self.sid, rooms))
 
     def leave(self, *rooms: str) -> None:
         """Leave rooms (a socket cannot leave its own room)."""
