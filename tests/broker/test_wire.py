@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tether.broker import Broadcast, Envelope, NodeRequest, RedisBroker, wire
-from tether.broker.cluster import Reply
+from tether.broker.messages import Reply
 from tether.exceptions import PacketError
 
 names = st.text(min_size=1, max_size=8)

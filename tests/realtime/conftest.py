@@ -14,10 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from .cluster_helpers import Cluster
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
@@ -126,3 +128,13 @@ def hub_server() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    """Three hubs as one server: on a shared MemoryCluster, and on the real Redis."""
+    c = await Cluster(request.param).start()
+    try:
+        yield c
+    finally:
+        await c.close()

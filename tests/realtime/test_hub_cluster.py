@@ -7,8 +7,6 @@ arrived" is checked against a later marker on the same connection (delivered in 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from tether.testing.broker import wait_until
@@ -16,15 +14,6 @@ from tether.testing.broker import wait_until
 from .cluster_helpers import WAIT, Cluster, Inbox, handlers
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    c = await Cluster(request.param).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _joined(cluster: Cluster, node: int, *rooms: str, ns: str = "/") -> tuple[str, Inbox]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,15 +13,6 @@ from tether.realtime import Client
 from .cluster_helpers import WAIT, Cluster
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    c = await Cluster(request.param).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_server_side_emit_reaches_the_other_nodes(cluster: Cluster) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,15 +14,6 @@ from tether.testing.broker import wait_until
 from .cluster_helpers import WAIT, Cluster, Inbox
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    c = await Cluster(request.param).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _member(cluster: Cluster, node: int, room: str) -> tuple[Client, Inbox, str]:

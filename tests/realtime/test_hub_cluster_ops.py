@@ -4,7 +4,6 @@ commands (join, leave, disconnect, serverSideEmit) applied by hubs."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,15 +18,6 @@ if TYPE_CHECKING:
     from tests.conftest import Node
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    c = await Cluster(request.param).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _member(cluster: Cluster, node: int, *rooms: str) -> tuple[Client, Inbox]:

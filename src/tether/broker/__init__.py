@@ -11,19 +11,18 @@ uses that (see :mod:`tether.realtime.cluster`).
 from __future__ import annotations
 
 from .base import Broker, Envelope, Subscriber
-from .cluster import (
+from .cluster import BrokerState, ClusterBroker
+from .memory import MemoryBroker, MemoryCluster
+from .messages import (
     Broadcast,
-    BrokerState,
-    BrokerStats,
-    ClusterBroker,
     MessageHandler,
     NodeRequest,
     RemoteCommand,
     RequestHandler,
     RequestResult,
 )
-from .memory import MemoryBroker, MemoryCluster
 from .redis import RedisBroker
+from .stats import BrokerStats
 
 __all__ = [
     "Broadcast",

@@ -53,14 +53,12 @@ from .channels import (
     envelope_channel,
     namespace_channel,
     node_channel,
-    request_channel,
     room_channel,
 )
 from .inbox import Handler, Inbox, Item, RecentIds
 from .interest import ChannelInterest
 from .messages import (
     Broadcast,
-    CommandKind,
     MessageHandler,
     NodeRequest,
     RemoteCommand,
@@ -72,28 +70,7 @@ from .requests import Answers, PendingRequest, PendingRequests
 from .stats import BrokerStats
 from .tasks import cancel_and_wait, wait_event
 
-__all__ = [
-    "Broadcast",
-    "BrokerState",
-    "BrokerStats",
-    "ChannelInfo",
-    "ClusterBroker",
-    "CommandKind",
-    "MessageHandler",
-    "NodeRequest",
-    "RemoteCommand",
-    "Reply",
-    "RequestHandler",
-    "RequestResult",
-    "cancel_and_wait",
-    "check_positive",
-    "envelope_channel",
-    "namespace_channel",
-    "node_channel",
-    "request_channel",
-    "room_channel",
-    "wait_event",
-]
+__all__ = ["BrokerState", "ClusterBroker", "check_positive"]
 
 logger = logging.getLogger("tether.broker")
 

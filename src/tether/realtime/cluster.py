@@ -28,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..broker.cluster import (
+from ..broker import (
     Broadcast,
     ClusterBroker,
     NodeRequest,

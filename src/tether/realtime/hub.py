@@ -39,8 +39,8 @@ from typing import Any
 from ..asyncio.opening import Opening
 from ..asyncio.options import ConnectionOptions, deflate_options
 from ..asyncio.server import ProcessRequest, Server
+from ..broker import ClusterBroker, RequestResult
 from ..broker.base import Broker
-from ..broker.cluster import ClusterBroker, RequestResult
 from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer
 from ..engine.session import Session

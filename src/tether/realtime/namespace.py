@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..broker.cluster import RequestResult
+from ..broker import RequestResult
 from ..engine.transport import PreparedMessage
 from .cluster import ClusterAdapter
 from .operator import BroadcastOperator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ..broker.cluster import RequestResult
+from ..broker import RequestResult
 from ..exceptions import AckTimeout
 from .remote import RemoteSocket, SocketList
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..broker.cluster import RequestResult
+from ..broker import RequestResult
 
 if TYPE_CHECKING:
     from .namespace import Namespace

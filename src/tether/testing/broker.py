@@ -22,8 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..broker import Broadcast, ClusterBroker, NodeRequest, RemoteCommand
 from ..broker.base import Envelope
-from ..broker.cluster import Broadcast, ClusterBroker, NodeRequest, RemoteCommand
 
 __all__ = [
     "CHECKS",
