@@ -8,6 +8,8 @@
 #   bash bench/run.sh --profile    py-spy on the tether server under the echo-100 load
 #   bash bench/run.sh --scenarios echo-1,broadcast --servers tether,websockets
 #   bash bench/run.sh --scenarios sio-echo-1,sio-echo-100,sio-broadcast,sio-idle
+#   bash bench/run.sh --cluster    ~2 minutes: a room broadcast through Redis, 1 vs 3 nodes,
+#                                  tether / python-socketio / Node socket.io; bench/CLUSTER.md
 #
 # Sets up (idempotent, quick when already done): bench/.venv with the peers and tether
 # (editable), bench/node/node_modules with ws and socket.io, bench/sio/node_modules with
@@ -103,5 +105,10 @@ fi
 
 # --- descriptors for 5,000 idle connections (both ends) ----------------------------------
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# --cluster: the cluster broadcast benchmark (bench/cluster.py, needs Redis on 127.0.0.1:6379)
+for arg in "$@"; do
+    if [ "$arg" = "--cluster" ]; then exec "$VENV/bin/python" "$BENCH/cluster.py" "$@"; fi
+done
 
 exec "$VENV/bin/python" "$BENCH/run.py" "$@"
