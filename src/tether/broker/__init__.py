@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .base import Broker, Envelope, Subscriber
 from .cluster import BrokerState, ClusterBroker
+from .emitter import Emitter, EmitterOperator
 from .memory import MemoryBroker, MemoryCluster
 from .messages import (
     Broadcast,
@@ -30,6 +31,8 @@ __all__ = [
     "BrokerState",
     "BrokerStats",
     "ClusterBroker",
+    "Emitter",
+    "EmitterOperator",
     "Envelope",
     "MemoryBroker",
     "MemoryCluster",
