@@ -114,10 +114,8 @@ async def test_disconnect_sockets_and_server_side_emit(
     assert redis_cluster.clients[1].connected
 
 
-async def test_other_namespace_and_reserved_names(
-    redis_cluster: Cluster, emitter: Emitter
-) -> None:
-    client, inbox = await redis_cluster.client(1, "/chat")
+async def test_other_namespace_and_reserved_names(redis_cluster: Cluster, emitter: Emitter) -> None:
+    _client, inbox = await redis_cluster.client(1, "/chat")
     await emitter.of("/chat").emit("in-chat", "ok")
     await inbox.wait_for("in-chat")
     assert inbox.named("in-chat") == [("ok",)]
