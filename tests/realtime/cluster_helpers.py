@@ -27,9 +27,10 @@ from tether.testing.broker import wait_until_async
 REDIS = "redis://127.0.0.1:6379/0"
 WAIT = 15.0
 FAST = {"heartbeat_interval": 0.3, "ping_interval": 0.3}
-# Room for a burst of 2,000 broadcasts published without pause (the in-memory transport
-# delivers inside publish; past the queue the broker drops, as documented).
-QUEUE = {"queue_size": 4096}
+# Room for a burst of 10,000 broadcasts (Redis) or 2,000 (memory) published without pause
+# (the in-memory transport delivers inside publish; past the queue the broker drops, as
+# documented).
+QUEUE = {"queue_size": 16384}
 
 
 def make_brokers(kind: str, n: int) -> list[ClusterBroker]:

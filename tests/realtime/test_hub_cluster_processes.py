@@ -6,6 +6,8 @@ process share a Redis prefix: a room spread over the three is one room.
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,6 +16,7 @@ import pytest
 
 from tether.broker import RedisBroker
 from tether.realtime import Client, Hub
+from tether.testing.broker import wait_until_async
 
 from .cluster_helpers import FAST, REDIS, WAIT, Cluster, Inbox, install_handlers
 from .conftest import ServerProcess
@@ -72,3 +75,42 @@ async def _client(here: Cluster, port: int) -> tuple[Client, Inbox]:
     here.clients.append(client)
     await client.connect(f"http://127.0.0.1:{port}")
     return client, inbox
+
+
+async def test_node_killed_with_sigkill_is_reported_missing(
+    hub_server: Callable[..., ServerProcess],
+) -> None:
+    # Two hub processes and one here, a client on each. One child is killed with SIGKILL
+    # right before a cluster request: it is still "live" when the request goes out, and
+    # the request returns (well before its timeout) with the live nodes' sockets and the
+    # dead node's id, once its heartbeat expires.
+    prefix = f"tether-test-{uuid.uuid4().hex[:10]}"
+    children = [hub_server("--redis", REDIS, "--prefix", prefix) for _ in range(2)]
+    here = Cluster("memory", 0)
+    hub = Hub(broker=RedisBroker(REDIS, prefix=prefix, **FAST))  # type: ignore[arg-type]
+    install_handlers(hub)
+    here.hubs = [hub]
+    await here.start()
+    try:
+        for port in (children[0].port, children[1].port):
+            client, _ = await _client(here, port)
+            assert await client.emit_with_ack("join", "room", timeout=WAIT) == "ok"
+        local, _ = await here.client(0)
+        assert await local.emit_with_ack("join", "room", timeout=WAIT) == "ok"
+
+        async def three_nodes() -> bool:
+            return len(await hub.broker.live_nodes()) == 3
+
+        await wait_until_async(three_nodes, True)
+        assert len(await hub.timeout(WAIT).to("room").fetch_sockets()) == 3
+        others = set(await hub.broker.live_nodes()) - {hub.broker.node_id}
+        os.kill(children[1].pid, signal.SIGKILL)
+        sockets = await hub.timeout(WAIT * 2).to("room").fetch_sockets()
+        assert len(sockets) == 2
+        assert len(sockets.missing) == 1 and sockets.missing <= others
+        assert not sockets.missing & set(await hub.broker.live_nodes())
+        assert hub.broker.pending_requests == 0
+    finally:
+        await here.close()
+        for child in children:
+            child.stop()
