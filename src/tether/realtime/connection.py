@@ -259,6 +259,7 @@ class Connection:
                 await _call_all([callback], socket, reason)
             except Exception:
                 logger.exception("error in disconnect handler")
+        ns.hub._release(ns)
 
     def on_close(self, reason: str) -> None:
         """The Engine.IO session closed: every socket disconnects with ``reason``."""

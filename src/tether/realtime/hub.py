@@ -211,8 +211,24 @@ class Hub:
             if ok:
                 ns = self.of(name)
                 ns._inherit(parent)
+                ns.dynamic = True
                 return ns
         return None
+
+    @property
+    def namespaces(self) -> dict[str, Namespace]:
+        """The namespaces by name (a copy): the static ones and the dynamic ones that
+        have sockets now."""
+        return dict(self._namespaces)
+
+    def _release(self, ns: Namespace) -> None:
+        """Forget a dynamic namespace left without sockets: clients can create them by
+        name, so keeping every one would grow without bound. Its handlers live on in its
+        parent; one holding recovery sessions is kept until a later disconnect."""
+        if not ns.dynamic or ns.sockets or ns._holds_recovery():
+            return
+        if self._namespaces.get(ns.name) is ns:
+            del self._namespaces[ns.name]
 
     @property
     def sockets(self) -> dict[str, Socket]:

@@ -41,6 +41,8 @@ class Namespace:
             if hub.recovery is not None
             else None
         )
+        #: Created on demand by a dynamic namespace (freed when its last socket leaves).
+        self.dynamic = False
 
     def _inherit(self, parent: Namespace) -> None:
         """Take the handlers and middlewares of a dynamic namespace's parent."""
@@ -177,6 +179,10 @@ class Namespace:
         else:
             for socket in targets:
                 socket._send(pieces, volatile, compress)
+
+    def _holds_recovery(self) -> bool:
+        log = self.recovery_log
+        return log is not None and log.stored > 0
 
     def _store(self, socket: Socket) -> None:
         log = self.recovery_log

@@ -88,6 +88,12 @@ class RecoveryLog:
         for key in [k for k, v in self._stored.items() if v.expires < now]:
             del self._stored[key]
 
+    @property
+    def stored(self) -> int:
+        """How many disconnected sockets' sessions are kept for recovery now."""
+        self._expire(time.monotonic())
+        return len(self._stored)
+
     def store(self, sid: str, pid: str, rooms: set[str], data: dict[str, Any]) -> None:
         """Keep a disconnected socket's state for ``max_disconnection_duration``."""
         expires = time.monotonic() + self.options.max_disconnection_duration
