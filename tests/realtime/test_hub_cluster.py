@@ -117,3 +117,20 @@ async def test_interest_routing_many_broadcasts(cluster: Cluster) -> None:
     assert after[0] == before[0] and after[2] == before[2]
     assert after[1] - before[1] == 1
     assert cluster.hubs[1].broker.stats.received_by_kind.get("room", 0) >= count
+
+
+async def test_sid_targeted_emit_reaches_only_the_owners_node(cluster: Cluster) -> None:
+    """``to(sid)`` goes to the sid's own room channel: only its node receives it."""
+    target_sid, target = await _joined(cluster, 1)
+    _, bystander = await _joined(cluster, 2)
+    stats = [hub.broker.stats for hub in cluster.hubs]
+    before = [s.received_by_kind.get("room", 0) for s in stats]
+    for i in range(200):
+        await cluster.hubs[0].to(target_sid).emit("dm", i)
+    await target.wait_for("dm", 200)
+    await _marker(cluster, [target, bystander])
+    after = [s.received_by_kind.get("room", 0) for s in stats]
+    assert [a for (a,) in target.named("dm")] == list(range(200))
+    assert bystander.named("dm") == []
+    assert after[1] - before[1] == 200
+    assert after[2] == before[2]  # the bystander's node received none of them
