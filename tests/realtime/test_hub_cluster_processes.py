@@ -29,13 +29,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def test_room_spans_processes(hub_server: Callable[..., ServerProcess], node: Node) -> None:
-    prefix = f"tether-test-{uuid.uuid4().hex[:10]}"
-    children = [hub_server("--redis", REDIS, "--prefix", prefix) for _ in range(2)]
-    here = Cluster("memory", 0)
-    hub = Hub(broker=RedisBroker(REDIS, prefix=prefix, **FAST))  # type: ignore[arg-type]
-    install_handlers(hub)
-    here.hubs = [hub]
-    await here.start()
+    children, here, hub = await _spread(hub_server)
     js: SioClient | None = None
     try:
         js = await SioClient.start(
@@ -84,13 +78,7 @@ async def test_node_killed_with_sigkill_is_reported_missing(
     # right before a cluster request: it is still "live" when the request goes out, and
     # the request returns (well before its timeout) with the live nodes' sockets and the
     # dead node's id, once its heartbeat expires.
-    prefix = f"tether-test-{uuid.uuid4().hex[:10]}"
-    children = [hub_server("--redis", REDIS, "--prefix", prefix) for _ in range(2)]
-    here = Cluster("memory", 0)
-    hub = Hub(broker=RedisBroker(REDIS, prefix=prefix, **FAST))  # type: ignore[arg-type]
-    install_handlers(hub)
-    here.hubs = [hub]
-    await here.start()
+    children, here, hub = await _spread(hub_server)
     try:
         for port in (children[0].port, children[1].port):
             client, _ = await _client(here, port)
@@ -114,3 +102,17 @@ async def test_node_killed_with_sigkill_is_reported_missing(
         await here.close()
         for child in children:
             child.stop()
+
+
+async def _spread(
+    hub_server: Callable[..., ServerProcess],
+) -> tuple[list[ServerProcess], Cluster, Hub]:
+    """Two hub processes and one hub here, on one Redis prefix."""
+    prefix = f"tether-test-{uuid.uuid4().hex[:10]}"
+    children = [hub_server("--redis", REDIS, "--prefix", prefix) for _ in range(2)]
+    here = Cluster("memory", 0)
+    hub = Hub(broker=RedisBroker(REDIS, prefix=prefix, **FAST))  # type: ignore[arg-type]
+    install_handlers(hub)
+    here.hubs = [hub]
+    await here.start()
+    return children, here, hub
