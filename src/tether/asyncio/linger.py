@@ -42,18 +42,15 @@ class _Lingering(asyncio.Protocol):
         self._budget -= len(data)
         if self._budget < 0:
             # The peer keeps sending: it had its chance to read what we wrote.
-            self._transport.close()
+            self._transport.abort()
 
     def eof_received(self) -> bool | None:
         return False  # the transport closes itself: both sides are done
 
     def _expire(self) -> None:
-        if not self._transport.is_closing():
-            self._transport.close()
-        else:
-            # close() waits for the write buffer to flush; a peer that reads nothing
-            # must not hold the socket open past the deadline.
-            self._transport.abort()
+        # abort, not close: close() would wait for the write buffer to flush, and a peer
+        # that reads nothing must not hold the socket open past the deadline.
+        self._transport.abort()
 
     def pause_writing(self) -> None:
         pass
