@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..exceptions import ConnectionClosed, InvalidRequest
+from ..metrics import Metrics
 from ..protocol.connection import DEFAULT_MAX_SIZE, Side
 from ..protocol.handshake import Request, Response, is_upgrade_request, server_accept
 from .connection import WebSocket
@@ -247,6 +248,7 @@ class Server:
     Attributes:
         connections: the open WebSocket connections.
         options: what every connection is made with.
+        metrics: what this server counts (:class:`~tether.metrics.Metrics`).
     """
 
     def __init__(
@@ -262,8 +264,10 @@ class Server:
         max_header_size: int = 16384,
         max_body_size: int = 2**20,
         max_connections: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handler = handler
+        self.metrics = metrics if metrics is not None else Metrics()
         self.options = options or ConnectionOptions(
             Side.SERVER, deflate_options("deflate", Side.SERVER)
         )
@@ -428,6 +432,8 @@ class serve(Opening[Server]):
         max_header_size: the largest request head (431 beyond).
         max_body_size: the largest plain HTTP request body (413 beyond).
         max_connections: above this many open connections, new ones get 503.
+        metrics: where the server counts (a new :class:`~tether.metrics.Metrics` by
+            default; ``server.metrics``).
         sock: an already bound socket to listen on, instead of ``host`` and ``port``.
         backlog: the listen backlog.
         reuse_port: ``SO_REUSEPORT`` (several processes on one port).
@@ -464,6 +470,7 @@ class serve(Opening[Server]):
         max_header_size: int = 16384,
         max_body_size: int = 2**20,
         max_connections: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         options = ConnectionOptions(
             Side.SERVER,
@@ -487,6 +494,7 @@ class serve(Opening[Server]):
             max_header_size=max_header_size,
             max_body_size=max_body_size,
             max_connections=max_connections,
+            metrics=metrics,
         )
         self._start = (host, port, ssl, sock, backlog, reuse_port)
 

@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 
 from ..asyncio.options import Compression
 from ..asyncio.server import HTTPHandler, ProcessRequest
+from ..metrics import Metrics
 from ..protocol.handshake import Request, Response
 from . import polling, websocket
 from .http import (
@@ -71,6 +72,8 @@ class EngineServer:
             handshake with 403.
         max_buffered_packets: the per-session outgoing queue bound.
         fallback: ``async def(request) -> Response`` for requests outside ``path``.
+        metrics: where the engine counts (a new :class:`~tether.metrics.Metrics` by
+            default).
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class EngineServer:
         allow_request: Callable[[Request], Awaitable[str | None]] | None = None,
         max_buffered_packets: int = 1024,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handler = handler
+        self.metrics = metrics if metrics is not None else Metrics()
         self.path = path.rstrip("/") + "/"
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout

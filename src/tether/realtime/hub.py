@@ -45,6 +45,7 @@ from ..broker.memory import MemoryBroker
 from ..engine.server import EngineServer
 from ..engine.session import Session
 from ..exceptions import AckTimeout, ConnectionRefused
+from ..metrics import Metrics
 from ..protocol.connection import Side
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
@@ -120,6 +121,8 @@ class Hub:
             a WebSocket client is not read until half have finished.
         fallback: ``async def(request) -> Response`` for other HTTP paths (static files).
         node_id: this node's id in broker envelopes (random by default).
+        metrics: where the hub, its engine and its servers count (``hub.metrics``; a new
+            :class:`~tether.metrics.Metrics` by default).
 
     Raises:
         TypeError: ``broker`` is a plain :class:`~tether.broker.Broker`, not a
@@ -148,8 +151,10 @@ class Hub:
         max_pending_handlers: int = 256,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         node_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
+        self.metrics = metrics if metrics is not None else Metrics()
         self.recovery = recovery
         broker = broker if broker is not None else MemoryBroker()
         if not isinstance(broker, ClusterBroker):
@@ -173,6 +178,7 @@ class Hub:
             cors_credentials=cors_credentials,
             max_buffered_packets=max_buffered_packets,
             fallback=fallback,
+            metrics=self.metrics,
         )
         self._namespaces: dict[str, Namespace] = {}
         self._dynamic: list[tuple[re.Pattern[str] | Callable[..., Any], Namespace]] = []
@@ -443,6 +449,7 @@ class Hub:
             max_header_size=max_header_size,
             max_body_size=engine.max_payload + 65536,
             max_connections=max_connections,
+            metrics=self.metrics,
         )
         return HubServe(self, server, (host, port, ssl, sock, backlog, reuse_port))
 
