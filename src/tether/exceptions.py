@@ -28,6 +28,8 @@ so ``except ConnectionError`` still works. ::
     │                                 ConnectionError)
     ├── ConnectionRefused             raised by a hub middleware: refuse the connection
     ├── BufferFull                    the client's emit buffer is full
+    ├── LimitExceeded                 a configured limit refuses this (rooms per socket, ...)
+    ├── InvalidOption (ValueError)    an option given a value it cannot take
     ├── InvalidState                  local misuse: an operation not allowed in this state
     ├── InvalidURI (ValueError)       a URI that is not ws:// or wss://
     ├── InvalidInput (ValueError)     a command-line input line that cannot be parsed
@@ -59,11 +61,13 @@ __all__ = [
     "HTTPError",
     "InvalidHandshake",
     "InvalidInput",
+    "InvalidOption",
     "InvalidRequest",
     "InvalidResponse",
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
+    "LimitExceeded",
     "NegotiationError",
     "OpenTimeout",
     "PacketError",
@@ -247,6 +251,14 @@ class ConnectionRefused(TetherError):
 
 class BufferFull(TetherError):
     """The emit buffer of a namespace that is not connected is full (``max_buffered``)."""
+
+
+class LimitExceeded(TetherError):
+    """A configured limit refuses the operation (rooms per socket, pending acks, ...)."""
+
+
+class InvalidOption(TetherError, ValueError):
+    """An option (a limit, a rate, a policy) given a value it cannot take."""
 
 
 class InvalidState(TetherError):
