@@ -15,16 +15,19 @@ import collections
 import contextlib
 import json
 import random
+import signal
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.e2e.test_demo_cli import Proc, fetch
 
 import tether
 from tether.broker import MemoryBroker, MemoryCluster
 from tether.exceptions import InvalidOption, InvalidState, InvalidStatus
 from tether.realtime import Client, Hub
+from tether.realtime.drain import readiness
 
 from .serving import wait_until
 from .test_hub_interop import SioClient
@@ -346,7 +349,10 @@ async def test_drain_options_and_twice() -> None:
     with pytest.raises(InvalidOption, match="grace"):
         await hub.drain(grace=float("nan"))
     assert not hub.draining
-    async with hub.serve(HOST, 0):
+    hub.engine.fallback = readiness(hub, hub.engine.fallback)
+    async with hub.serve(HOST, 0) as server:
+        health = f"http://{HOST}:{server.port}/health"
+        assert (await fetch(health))[0] == 200
         first = asyncio.create_task(hub.drain(period=0, grace=0))
         await asyncio.sleep(0)
         assert hub.draining
@@ -354,3 +360,28 @@ async def test_drain_options_and_twice() -> None:
             await hub.drain()
         result = await first
         assert result.sessions == 0 and result.remaining == 0
+        status, headers, body = await fetch(health)  # the load balancer's readiness check
+        assert (status, headers["Retry-After"], body) == (503, "5", b"draining\n")
+        assert (await fetch(f"http://{HOST}:{server.port}/other"))[0] == 404
+
+
+async def test_cli_demo_drains_on_sigterm() -> None:
+    proc = await Proc.start("demo", "--host", HOST, "--port", "0", "--drain-period", "2")
+    client = Client(reconnection=False)
+    reasons: list[str] = []
+    client.on("disconnect", reasons.append)
+    try:
+        line = await proc.line()
+        port = int(line.rsplit(":", 1)[1])
+        assert (await fetch(f"http://{HOST}:{port}/health"))[0] == 200
+        await client.connect(f"http://{HOST}:{port}", transports=["websocket"])
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.line() == "draining over 2s"
+        assert await proc.line() == "drained: 1 client(s) moved, 0 left"
+        assert await asyncio.wait_for(proc.proc.wait(), WAIT) == 0
+        await wait_until(lambda: bool(reasons), WAIT)
+        # A transport loss, after which clients reconnect (not "io server disconnect").
+        assert reasons == ["transport close"]
+    finally:
+        await client.disconnect()
+        await proc.terminate()

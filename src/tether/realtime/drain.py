@@ -141,12 +141,16 @@ def readiness(
     return handle
 
 
-def check_options(period: float, grace: float, handler_timeout: float, retry_after: int) -> None:
+def check_options(
+    period: float, grace: float, handler_timeout: float, retry_after: int, rate: float
+) -> None:
     """Validate :meth:`Hub.drain`'s options.
 
     Raises:
-        InvalidOption: a negative duration.
+        InvalidOption: a negative duration, or a rate not above 0.
     """
+    if not rate > 0:
+        raise InvalidOption(f"drain: rate must be > 0, not {rate!r}")
     for name, value in (
         ("period", period),
         ("grace", grace),
@@ -188,12 +192,16 @@ async def run(
     period: float,
     grace: float,
     handler_timeout: float,
+    rate: float,
     rng: random.Random,
 ) -> DrainResult:
     """The drain itself (see :meth:`Hub.drain`)."""
     loop = asyncio.get_running_loop()
     engine = hub.engine
     sessions = [s for s in engine._sessions.values() if s.state is SessionState.OPEN]
+    # A few clients need no spreading: the window is only as long as it takes at
+    # ``rate`` closes per second.
+    period = min(period, len(sessions) / rate)
     # Each session at its own random moment of the window: the reconnections reach the
     # other nodes as a flat rate (about len/period per second), not as one spike.
     schedule = sorted(((rng.uniform(0, period), i) for i in range(len(sessions))), reverse=True)
@@ -210,9 +218,11 @@ async def run(
     if closers:
         done, _ = await asyncio.wait(closers, timeout=max(0.0, end - loop.time()) + 0.001)
         closed = sum(1 for task in done if not task.cancelled() and task.result())
-    # Polling sessions linger until their next GET takes the close packet: give them
-    # the rest of the grace.
-    while engine._sessions and loop.time() < end:
+    # Sessions whose close still waits for handlers: the rest of the grace. (A closed
+    # polling session lingering for its close packet is gone for the hub already.)
+    while loop.time() < end and any(
+        s.state is SessionState.OPEN for s in engine._sessions.values()
+    ):
         await asyncio.sleep(min(0.05, max(0.0, end - loop.time())))
     if hub._tasks:
         # Handlers still running (a disconnect handler, a late event): bounded.
