@@ -2,7 +2,8 @@
 
 ::
 
-    tether demo [--host H] [--port P] [--client-js PATH]   the chat demo (page + hub)
+    tether demo [--host H] [--port P] [--client-js PATH] [--drain-period S]
+                                                           the chat demo (page + hub)
     tether echo [--host H] [--port P]                      a plain WebSocket echo server
     tether connect URL                                     an interactive WebSocket client
     tether connect --sio URL [--namespace NS] [--auth JSON] [--transports LIST]
@@ -32,6 +33,14 @@ with automatic reconnection. One event per line, both ways::
 End of input disconnects; so does Ctrl-C. The exit status is 1 when the first connection
 failed, the server refused the namespace or reconnection gave up, else 0.
 Servers stop cleanly on Ctrl-C or SIGTERM.
+
+Deploys: on SIGTERM, ``tether demo`` drains its hub (:meth:`tether.realtime.Hub.drain`)
+before it exits: new Engine.IO handshakes get 503 with ``Retry-After``, ``GET /health``
+answers 503 ``draining`` (200 ``ok`` before), and the connected clients are disconnected
+at random moments over ``--drain-period`` seconds (default 10; 0 disconnects them at
+once), so they reconnect through the load balancer to the other nodes, spread out. Keep
+the period below the orchestrator's grace before SIGKILL (30 s on Kubernetes). Ctrl-C
+(SIGINT), or a second signal during the drain, stops at once.
 """
 
 from __future__ import annotations
@@ -75,8 +84,9 @@ def _say(text: str) -> None:
 # ------------------------------------------------------------------ demo
 
 
-async def _demo(host: str, port: int, client_js: Path | None) -> int:
+async def _demo(host: str, port: int, client_js: Path | None, drain_period: float = 10.0) -> int:
     from .demo.app import find_client_js, serve_demo
+    from .realtime.drain import readiness
 
     if client_js is None and find_client_js() is None:
         print(
@@ -86,11 +96,35 @@ async def _demo(host: str, port: int, client_js: Path | None) -> int:
         )
     elif client_js is not None and not client_js.is_file():
         print(f"warning: {client_js} does not exist", file=sys.stderr)
-    stop = _stop_event()
+    stop, term = _stop_event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        # SIGTERM (a deploy) drains first; SIGINT stops at once.
+        loop.add_signal_handler(signal.SIGTERM, term.set)
     hub, server = await serve_demo(host, port, client_js=client_js)
+    hub.engine.fallback = readiness(hub, hub.engine.fallback)
     _say(f"tether demo on http://{_url_host(host)}:{server.port}")
     try:
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        terminating = asyncio.ensure_future(term.wait())
+        try:
+            await asyncio.wait([stopping, terminating], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            terminating.cancel()
+        if term.is_set() and not stop.is_set():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGTERM, stop.set)  # a second one: at once
+            _say(f"draining over {drain_period:g}s")
+            draining = asyncio.ensure_future(hub.drain(period=drain_period))
+            try:
+                await asyncio.wait([draining, stopping], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                draining.cancel()
+                stopping.cancel()
+            if draining.done() and not draining.cancelled():
+                result = draining.result()
+                _say(f"drained: {result.closed} client(s) moved, {result.remaining} left")
+        stopping.cancel()
     finally:
         await hub.close()
         server.close()
@@ -361,6 +395,16 @@ def _transport_list(text: str) -> list[str]:
 # ------------------------------------------------------------------ entry point
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -381,6 +425,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="the socket.io.min.js to serve (default: found under tests/node/node_modules)",
+    )
+
+    demo.add_argument(
+        "--drain-period",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="on SIGTERM, disconnect the clients over S seconds before exiting (default 10)",
     )
 
     echo = commands.add_parser("echo", help="serve a plain WebSocket echo")
@@ -427,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "demo":
-            return run(_demo(args.host, args.port, args.client_js))
+            return run(_demo(args.host, args.port, args.client_js, args.drain_period))
         if args.command == "echo":
             return run(_echo(args.host, args.port))
         if args.sio:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import re
 import secrets
 import socket
@@ -51,6 +52,11 @@ from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
 from .cluster import ClusterLink
 from .connection import Connection
+from .drain import DrainResult, DrainState
+from .drain import check_options as _check_drain_options
+from .drain import guard_http as _guard_http
+from .drain import guard_upgrade as _guard_upgrade
+from .drain import run as _run_drain
 from .namespace import Handler, Middleware, Namespace
 from .operator import BroadcastOperator
 from .recovery import Recovery
@@ -61,6 +67,7 @@ __all__ = [
     "AckTimeout",
     "BroadcastOperator",
     "ConnectionRefused",
+    "DrainResult",
     "Hub",
     "HubServe",
     "HubServer",
@@ -132,6 +139,9 @@ class Hub:
     #: What carries the Socket.IO work of one Engine.IO session. Internal seam: a
     #: subclass (tests, instrumentation) may put a :class:`Connection` subclass here.
     _connection_class: type[Connection] = Connection
+
+    #: The drain under way (see :meth:`drain`), None while serving normally.
+    _drain: DrainState | None = None
 
     def __init__(
         self,
@@ -453,6 +463,88 @@ class Hub:
         )
         return HubServe(self, server, (host, port, ssl, sock, backlog, reuse_port))
 
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`drain` began: new Engine.IO handshakes are refused."""
+        return self._drain is not None
+
+    async def drain(
+        self,
+        period: float = 10.0,
+        *,
+        grace: float = 5.0,
+        handler_timeout: float = 10.0,
+        retry_after: int = 5,
+        rate: float = 200.0,
+        rng: random.Random | None = None,
+    ) -> DrainResult:
+        """Move this node's clients to the other nodes before a deploy stops it.
+
+        From the call on, new Engine.IO handshakes are refused with HTTP 503 and
+        ``Retry-After: retry_after`` (a polling GET without sid, and a WebSocket
+        handshake, before the upgrade), so a load balancer sends them elsewhere;
+        :func:`tether.realtime.drain.readiness` answers a readiness check with 503 too.
+        Each open session is closed at its own random moment within ``period`` seconds:
+        reading from it stops, its running handlers get up to ``handler_timeout``
+        seconds to finish (their acknowledgements are sent), then its Engine.IO
+        transport is closed. The client sees ``"transport close"``, not a Socket.IO
+        server disconnect, so tether's client and the official ``socket.io-client``
+        reconnect by themselves (with their backoff and jitter) through the load
+        balancer to another node. An event acknowledged by this node was handled; one
+        not yet read is never handled here, and comes again from a client that resends
+        unacknowledged emits (``Client(retries=N)``, ``socket.io-client``'s
+        ``retries``). The hub's disconnect handlers get ``"transport close"``.
+        Connection-state recovery is per node: broadcasts sent while a client moves are
+        not replayed by the other node.
+
+        In a deploy, on SIGTERM (``tether demo`` does this)::
+
+            await hub.drain(period=20)   # below the orchestrator's grace period
+            await hub.close()
+
+        Counted in ``hub.metrics``: ``tether_drain_total`` (drains begun),
+        ``tether_drain_closed_total`` (sessions closed), ``tether_drain_refused_total``
+        (handshakes refused, by ``transport``) and the gauge ``tether_draining``.
+
+        Args:
+            period: seconds over which the open sessions are closed (0: all at once).
+            rate: closes per second the spreading need not go below: with few
+                sessions the window shrinks to ``sessions / rate`` seconds (200 by
+                default: 2,000 clients take 10 s, 10 clients 50 ms).
+            grace: seconds after ``period`` to wait for sessions to be gone (a polling
+                client takes its close packet with its next GET) and closes still
+                waiting for handlers.
+            handler_timeout: seconds a session's running handlers may take before its
+                transport is closed anyway (and, at the end, the hub's remaining ones).
+            retry_after: the ``Retry-After`` of the refusals, in seconds.
+            rng: the random source of the schedule (seed it in tests).
+
+        Returns:
+            What the drain did; it returns when every session is gone or
+            ``period + grace`` (plus a bounded wait for handlers) has passed. The hub
+            then still serves (refusing new clients) until :meth:`close`.
+
+        Raises:
+            InvalidOption: a negative duration, or ``rate`` not above 0.
+            InvalidState: a drain is already under way.
+        """
+        from ..exceptions import InvalidState
+
+        _check_drain_options(period, grace, handler_timeout, retry_after, rate)
+        if self._drain is not None:
+            raise InvalidState("the hub is already draining")
+        state = self._drain = DrainState(retry_after)
+        metrics = self.metrics
+        metrics.describe("tether_drain_total", "Drains begun (Hub.drain)")
+        metrics.describe("tether_drain_closed_total", "Sessions closed by a drain")
+        metrics.describe("tether_drain_refused_total", "Handshakes refused while draining")
+        metrics.describe("tether_draining", "1 while the hub drains", "gauge")
+        metrics.inc("tether_drain_total")
+        metrics.gauge("tether_draining", lambda: 1.0 if self._drain is not None else 0.0)
+        return await _run_drain(
+            self, state, period, grace, handler_timeout, rate, rng or random.Random()
+        )
+
     async def close(self) -> None:
         """Shut the hub down: disconnect every client, stop every server started by
         :meth:`serve` (waiting for them), and leave the broker."""
@@ -486,6 +578,11 @@ class HubServer(Server):
     """
 
     def __init__(self, hub: Hub, handler: Any, options: ConnectionOptions, **server: Any) -> None:
+        # While the hub drains, new handshakes are refused here, before the engine.
+        if server.get("http_handler") is not None:
+            server["http_handler"] = _guard_http(hub, server["http_handler"])
+        if server.get("process_request") is not None:
+            server["process_request"] = _guard_upgrade(hub, server["process_request"])
         super().__init__(handler, options, **server)
         self.hub = hub
 
