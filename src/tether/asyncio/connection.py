@@ -282,9 +282,9 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                             self.log.exception("error in on_message callback")
                             self._fire("on_error", exc)
                     else:
-                        data: Data = event.data  # type: ignore[union-attr]
-                        messages.append(data)
-                        self._queued_bytes += len(data)
+                        payload: Data = event.data  # type: ignore[union-attr]
+                        messages.append(payload)
+                        self._queued_bytes += len(payload)
                 elif cls is Pong:
                     self._on_pong(event.payload)  # type: ignore[union-attr]
                 elif cls is CloseReceived:
