@@ -19,7 +19,7 @@ from ..exceptions import (
     InvalidURI,
     OpenTimeout,
 )
-from ..protocol.connection import DEFAULT_MAX_SIZE, Side
+from ..protocol.connection import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_SIZE, Side
 from ..protocol.handshake import (
     Response,
     build_client_request,
@@ -169,6 +169,8 @@ class connect(Opening[WebSocket]):
         user_agent: the ``User-Agent`` header (None for none).
         max_size: the largest incoming message (1 MiB default; larger closes 1009).
         max_queue: incoming messages buffered before reading pauses.
+        max_queue_bytes: incoming message bytes (after decompression) buffered before
+            reading pauses (4 MiB; None: no limit; a message in progress always completes).
         write_limit: outgoing buffer high-water mark.
         ping_interval: keepalive ping period (None: off).
         ping_timeout: seconds without pong before closing with 1011 (None: off).
@@ -203,6 +205,7 @@ class connect(Opening[WebSocket]):
         user_agent: str | None = "tether",
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_queue: int = 32,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
         write_limit: int = 65536,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -225,6 +228,7 @@ class connect(Opening[WebSocket]):
             deflate_options(compression, Side.CLIENT),
             max_size=max_size,
             max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
             write_limit=write_limit,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,

@@ -100,8 +100,10 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         "_ping_deadline",
         "_pings",
         "_pump",
+        "_queued_bytes",
         "_reading_paused",
         "_recv_waiter",
+        "_resume_scheduled",
         "_send_lock",
         "_state_override",
         "_writing_paused",
@@ -110,6 +112,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         "conn",
         "id",
         "max_queue",
+        "max_queue_bytes",
         "messages_dropped",
         "on_close",
         "on_error",
@@ -137,6 +140,11 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         close_timeout: float = 10.0,
     ) -> None:
         self.conn = connection
+        #: The byte bound of the incoming queue (shared with the protocol's, see
+        #: :class:`~tether.protocol.Connection` ``max_queue_bytes``).
+        self.max_queue_bytes = connection.max_queue_bytes
+        self._queued_bytes = 0
+        self._resume_scheduled = False
         connection.defer_failures = True
         self.id = f"{next(_ids):x}"
         self.request = request
@@ -274,7 +282,9 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                             self.log.exception("error in on_message callback")
                             self._fire("on_error", exc)
                     else:
-                        messages.append(event.data)  # type: ignore[union-attr]
+                        payload: Data = event.data  # type: ignore[union-attr]
+                        messages.append(payload)
+                        self._queued_bytes += len(payload)
                 elif cls is Pong:
                     self._on_pong(event.payload)  # type: ignore[union-attr]
                 elif cls is CloseReceived:
@@ -284,9 +294,23 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                 self._recv_waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            if len(messages) >= self.max_queue and not self._reading_paused:
+            conn.held_bytes = self._queued_bytes
+            if (
+                len(messages) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes
+            ) and not self._reading_paused:
                 self._reading_paused = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
+        if conn.stalled:
+            # Parsing stopped with input left in the buffer: read no more until it is
+            # parsed (the compressed bytes held stay bounded by one read).
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+            if not self._resume_scheduled and self._should_read():
+                # The frame budget of one call: go on in a later loop iteration, so other
+                # connections get their turn.
+                self._resume_scheduled = True
+                self._loop.call_soon(self._resume_parsing)
         out = conn.data_to_send()
         if out:
             self._write(b"".join(out) if len(out) > 1 else out[0])
@@ -299,11 +323,42 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                 self._close_timer = self._loop.call_later(self.close_timeout, self._apply_failure)
         if conn.state is not State.OPEN:
             self._after_close_step()
-        elif self._direct is not None and self._writing_paused and not self._reading_paused:
-            # A callback that answers faster than the peer reads: stop reading until the
-            # outgoing buffer drains (resume_writing resumes), so memory stays bounded.
+        elif self._writing_paused and not self._reading_paused and self._pause_on_write():
+            # A callback that answers faster than the peer reads, or a client that does
+            # not read: stop reading until the outgoing buffer drains (resume_writing
+            # resumes), so nothing the peer sends makes us queue output without bound.
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _pause_on_write(self) -> bool:
+        # The server stops reading a client that does not read. Not a client: if both
+        # ends did, a bulk transfer both ways would deadlock (each waiting for the other
+        # to read); pongs stay bounded there all the same (Connection.hold_pongs).
+        return self._direct is not None or not self.conn._is_client
+
+    def _should_read(self) -> bool:
+        """Whether reading may resume (hysteresis: the queue down to a quarter)."""
+        if self._held:
+            return False
+        if len(self._messages) > self.max_queue // 4:
+            return False
+        if self._queued_bytes > self.max_queue_bytes // 4 and self._queued_bytes:
+            return False
+        return not (self._writing_paused and self._pause_on_write())
+
+    def _resume_parsing(self) -> None:
+        """Parse what waits in the buffer, then read again if nothing holds reading."""
+        self._resume_scheduled = False
+        if not self._reading_paused or not self._should_read():
+            return
+        transport = self.transport
+        if transport is None or self._closed.done():
+            return
+        self._reading_paused = False
+        if self.conn.stalled:
+            self.data_received(b"")
+        if not self._reading_paused and not transport.is_closing():
+            transport.resume_reading()
 
     def _apply_failure(self) -> None:
         conn = self.conn
@@ -382,13 +437,18 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        # The peer does not read: answer only its most recent ping, once it does.
+        self.conn.hold_pongs = True
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._direct is not None and self._reading_paused:
-            self._reading_paused = False
-            if not self._held and self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+        conn = self.conn
+        conn.release_pongs()
+        out = conn.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self._write(b"".join(out))
+        if self._reading_paused:
+            self._resume_parsing()
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None

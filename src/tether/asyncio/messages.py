@@ -1,6 +1,7 @@
 """The incoming message queue of the asyncio WebSocket, and its two ways of delivery.
 
-Messages wait in a queue of at most ``max_queue`` messages; when it is full the transport
+Messages wait in a queue of at most ``max_queue`` messages and ``max_queue_bytes`` bytes
+(characters for text; a message in progress always completes); when it is full the transport
 stops reading from the socket (TCP pushes back on the peer), and reading resumes once the
 queue drops to a quarter of that (hysteresis, so a consumer at the limit does not flip
 reading on and off for every message). Delivery is either pulled (``recv()``, ``async for``)
@@ -38,6 +39,8 @@ class MessageQueue(WebSocketPart):
     else:
         # More of WebSocket's slots and methods used here (see WebSocketPart).
         max_queue: int
+        max_queue_bytes: int
+        _queued_bytes: int
         _messages: list[Data]
         _recv_waiter: asyncio.Future[None] | None
         _reading_paused: bool
@@ -47,6 +50,8 @@ class MessageQueue(WebSocketPart):
         _pump: asyncio.Task[None] | None
 
         def _apply_failure(self) -> None: ...
+
+        def _resume_parsing(self) -> None: ...
 
         def _fire(self, name: str, *args: Any) -> None: ...
 
@@ -80,10 +85,10 @@ class MessageQueue(WebSocketPart):
                 if self._recv_waiter is waiter:
                     self._recv_waiter = None
         message = messages.pop(0)
-        if self._reading_paused and len(messages) <= self.max_queue // 4:
-            self._reading_paused = False
-            if not self._held and self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+        self._queued_bytes -= len(message)
+        self.conn.held_bytes = self._queued_bytes
+        if self._reading_paused:
+            self._resume_parsing()
         return message
 
     def __aiter__(self) -> Self:
@@ -93,7 +98,10 @@ class MessageQueue(WebSocketPart):
         """``async for message in ws``: ends on a normal close, raises on an error close."""
         messages = self._messages
         if messages and not self._reading_paused:
-            return messages.pop(0)
+            message = messages.pop(0)
+            self._queued_bytes -= len(message)
+            self.conn.held_bytes = self._queued_bytes
+            return message
         try:
             return await self.recv()
         except ConnectionClosedOK:
@@ -118,6 +126,7 @@ class MessageQueue(WebSocketPart):
             self._direct = callback
             while self._messages:  # hand over what was already queued, in order
                 callback(self._messages.pop(0))
+            self._queued_bytes = self.conn.held_bytes = 0
             return
         self._direct = None
         if (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..protocol.connection import DEFAULT_MAX_SIZE, Connection, Side
+from ..protocol.connection import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_SIZE, Connection, Side
 from ..protocol.deflate import DeflateOptions, PerMessageDeflate
 from ..protocol.handshake import Request, Response
 from .connection import WebSocket
@@ -52,6 +52,10 @@ class ConnectionOptions:
         max_size: the largest incoming message in bytes (None: no limit); larger ones
             fail the connection with 1009.
         max_queue: incoming messages buffered before reading from the socket pauses.
+        max_queue_bytes: incoming message bytes (after decompression) buffered before
+            parsing and reading pause (4 MiB; None: no limit); a message in progress always
+            completes, so one connection holds at most about ``max_queue_bytes +
+            max_size`` of messages, whatever it sends (compressed or fragmented).
         write_limit: the outgoing buffer's high-water mark; ``send()`` waits above it.
         ping_interval: seconds between keepalive pings (None: off).
         ping_timeout: seconds to wait for a pong before closing with 1011 (None: off).
@@ -64,6 +68,7 @@ class ConnectionOptions:
     deflate: DeflateOptions | None = None
     max_size: int | None = DEFAULT_MAX_SIZE
     max_queue: int = 32
+    max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
     write_limit: int = 65536
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -87,7 +92,12 @@ class ConnectionOptions:
             subprotocol: the negotiated subprotocol, if any.
         """
         return WebSocket(
-            Connection(self.side, max_size=self.max_size, deflate=codec),
+            Connection(
+                self.side,
+                max_size=self.max_size,
+                deflate=codec,
+                max_queue_bytes=self.max_queue_bytes,
+            ),
             request=request,
             response=response,
             subprotocol=subprotocol,

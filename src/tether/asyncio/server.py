@@ -424,6 +424,8 @@ class serve(Opening[Server]):
         compression: ``"deflate"`` (default), a :class:`DeflateOptions`, or None.
         max_size: the largest incoming message (1 MiB by default); larger ones close 1009.
         max_queue: incoming messages buffered before reading from the socket pauses.
+        max_queue_bytes: incoming message bytes (after decompression) buffered before
+            reading pauses (4 MiB; None: no limit; a message in progress completes).
         write_limit: the outgoing buffer's high-water mark; ``send()`` waits above it.
         ping_interval: seconds between keepalive pings (None: off).
         ping_timeout: seconds to wait for a pong before closing with 1011 (None: off).
@@ -462,6 +464,7 @@ class serve(Opening[Server]):
         compression: Compression = "deflate",
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_queue: int = 32,
+        max_queue_bytes: int | None = 2**22,
         write_limit: int = 65536,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -477,6 +480,7 @@ class serve(Opening[Server]):
             deflate_options(compression, Side.SERVER),
             max_size=max_size,
             max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
             write_limit=write_limit,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,

@@ -26,9 +26,21 @@ from .frames import (
 )
 
 # encode_server_frame is re-exported: it is the frame prepare_broadcast() shares.
-__all__ = ["DEFAULT_MAX_SIZE", "Connection", "Side", "State", "encode_server_frame"]
+__all__ = [
+    "DEFAULT_FRAMES_PER_CALL",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_MAX_SIZE",
+    "Connection",
+    "Side",
+    "State",
+    "encode_server_frame",
+]
 
 DEFAULT_MAX_SIZE = 2**20
+#: Undelivered message bytes (after decompression) at which parsing stops: see Connection.
+DEFAULT_MAX_QUEUE_BYTES = 2**22
+#: Frames parsed by one receive_data() call before the rest waits: see Connection.
+DEFAULT_FRAMES_PER_CALL = 4096
 _MAX_CONTROL = 125  # RFC 6455 5.5
 _TEXT = Opcode.TEXT.value
 _BINARY = Opcode.BINARY.value
@@ -67,6 +79,20 @@ class Connection:
         max_frame_size: the largest frame accepted; defaults to ``max_size``.
         deflate: the negotiated permessage-deflate codec, if any.
         mask_source: a callable returning 4-byte masking keys (clients only; for tests).
+        max_queue_bytes: the bytes of complete messages (after decompression) that may
+            wait undelivered, counting those in :meth:`events_received` and
+            :attr:`held_bytes` (what the caller still holds); 4 MiB by default, None for
+            no limit. Once reached, parsing stops at the next frame boundary and the
+            input stays in the buffer, compressed, until the caller drains (then calls
+            ``receive_data(b"")``); :attr:`stalled` says so. A message in progress always
+            completes, so one message of ``max_size`` passes whatever this bound is:
+            at most ``max_queue_bytes + max_size`` are held.
+        frames_per_call: the most frames one :meth:`receive_data` call parses (4096 by
+            default); the rest waits in the buffer (:attr:`stalled`), so a batch of
+            millions of tiny frames is handled in slices and cannot hold an event loop.
+
+    Raises:
+        ValueError: ``max_queue_bytes`` or ``frames_per_call`` below 1.
     """
 
     __slots__ = (
@@ -75,15 +101,18 @@ class Connection:
         "_events",
         "_frame_fin",
         "_frame_mask",
+        "_frames_left",
         "_inflated",
         "_is_client",
         "_mask",
         "_mask_offset",
+        "_msg_buf",
         "_msg_compressed",
         "_msg_opcode",
-        "_msg_parts",
         "_msg_size",
         "_out",
+        "_pending_bytes",
+        "_pong",
         "_remaining",
         "_send_compressed",
         "_send_opcode",
@@ -94,10 +123,16 @@ class Connection:
         "deflate",
         "eof_received",
         "failure",
+        "frames_per_call",
+        "held_bytes",
+        "hold_pongs",
         "max_frame_size",
+        "max_queue_bytes",
         "max_size",
         "pending_failure",
+        "pongs_coalesced",
         "side",
+        "stalled",
         "state",
     )
 
@@ -109,7 +144,13 @@ class Connection:
         max_frame_size: int | None = None,
         deflate: PerMessageDeflate | None = None,
         mask_source: Callable[[], bytes] | None = None,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
+        frames_per_call: int = DEFAULT_FRAMES_PER_CALL,
     ) -> None:
+        if max_queue_bytes is not None and max_queue_bytes < 1:
+            raise ValueError("max_queue_bytes must be at least 1")
+        if frames_per_call < 1:
+            raise ValueError("frames_per_call must be at least 1")
         self.side = side
         self.state = State.OPEN
         self.max_size = max_size if max_size is not None else 2**63
@@ -126,11 +167,31 @@ class Connection:
         self._frame_fin = True
         self._msg_opcode = 0  # 0: no message in progress
         self._msg_compressed = False
-        self._msg_parts: list[bytes] | list[str] = []
+        # One growing buffer per message: memory follows the message's bytes, not its
+        # number of fragments (text is validated piece by piece, decoded once at the end).
+        self._msg_buf = bytearray()
         self._msg_size = 0
         self._inflated = 0  # bytes inflated so far in the current compressed message
         self._utf8: codecs.IncrementalDecoder | None = None
         self._events: list[Event] = []
+        self.max_queue_bytes = max_queue_bytes if max_queue_bytes is not None else 2**63
+        self.frames_per_call = frames_per_call
+        self._frames_left = frames_per_call
+        #: Bytes of message events not yet returned by events_received().
+        self._pending_bytes = 0
+        #: Bytes of messages the caller holds (its own queue); it keeps this up to date,
+        #: so that the bound covers every queue on the path.
+        self.held_bytes = 0
+        #: Parsing stopped with input left in the buffer (the byte bound or the frame
+        #: budget of one call): call ``receive_data(b"")`` to go on.
+        self.stalled = False
+        #: While True (the caller's write buffer is full: the peer does not read), pings
+        #: are answered only once, for the most recent one (RFC 6455 5.5.3), when the
+        #: caller sets it back with :meth:`release_pongs`.
+        self.hold_pongs = False
+        self._pong: bytes | None = None
+        #: Pongs not sent because a later ping superseded them.
+        self.pongs_coalesced = 0
         # outgoing
         self._out: list[bytes] = []
         self._send_opcode = 0  # opcode of a fragmented message being sent, 0 if none
@@ -180,6 +241,7 @@ class Connection:
         events = self._events
         if events:
             self._events = []
+            self._pending_bytes = 0
         return events
 
     def receive_eof(self) -> None:
@@ -203,6 +265,8 @@ class Connection:
         buf += data
         n = len(buf)
         pos = 0
+        self.stalled = False
+        self._frames_left = self.frames_per_call
         try:
             while pos < n:
                 if self._remaining:
@@ -220,6 +284,9 @@ class Connection:
                         return
                     continue
                 if n - pos < 2:
+                    break
+                if self._must_stall():
+                    self.stalled = True
                     break
                 b0 = buf[pos]
                 b1 = buf[pos + 1]
@@ -257,6 +324,7 @@ class Connection:
                     if n - pos < hlen + length:
                         break
                     payload = bytes(buf[pos + hlen : pos + hlen + length])
+                    self._frames_left -= 1
                     pos += hlen + length
                     if mask is not None:
                         payload = apply_mask(payload, mask)
@@ -267,6 +335,7 @@ class Connection:
                 if opcode not in _DATA_OPCODES:
                     raise ProtocolError(f"reserved opcode {opcode:#x}")
                 self._start_data_frame(b0, opcode, fin, length)
+                self._frames_left -= 1
                 pos += hlen
                 self._frame_mask = mask
                 self._mask_offset = 0
@@ -288,8 +357,30 @@ class Connection:
             else:
                 self._fail(exc)
             return
+        finally:
+            if self._pong is not None and not self.hold_pongs:
+                self._queue_pong()
         if pos:
             del buf[:pos]
+
+    def _must_stall(self) -> bool:
+        """Whether to stop parsing before the next frame (see ``max_queue_bytes``)."""
+        if self._frames_left <= 0:
+            return True
+        queued = self._pending_bytes + self.held_bytes
+        # Nothing waiting: go on, so that one message always gets through whole.
+        return queued > 0 and queued + len(self._msg_buf) >= self.max_queue_bytes
+
+    def _queue_pong(self) -> None:
+        payload = self._pong
+        self._pong = None
+        if payload is not None and self.close_sent is None:
+            self._out.append(self._frame(_PONG, payload))
+
+    def release_pongs(self) -> None:
+        """End :attr:`hold_pongs`: queue the pong of the most recent ping held, if any."""
+        self.hold_pongs = False
+        self._queue_pong()
 
     def _fast_frame(self, data: bytes | bytearray | memoryview) -> bool:
         """Fast path: ``data`` is exactly one small, final, uncompressed data frame.
@@ -311,6 +402,8 @@ class Connection:
         # message here), each of which may be the smaller.
         if length > 125 or length > self.max_frame_size or length > self.max_size:
             return False
+        if self._pending_bytes + self.held_bytes >= self.max_queue_bytes:
+            return False  # the general parser stalls
         if self._is_client:
             if b1 & 0x80 or n != 2 + length:
                 return False
@@ -326,6 +419,7 @@ class Connection:
                 return False  # the general parser fails the connection with 1007
         else:
             self._events.append(BinaryMessage(payload))
+        self._pending_bytes += length
         return True
 
     def _check_control(self, b0: int, fin: bool, length: int) -> None:
@@ -354,7 +448,6 @@ class Connection:
             self._msg_compressed = bool(rsv)
             self._msg_size = 0
             self._inflated = 0
-            self._msg_parts = []
             self._utf8 = None
         if length > self.max_frame_size:
             raise PayloadTooBig(f"frame of {length} bytes exceeds the limit")
@@ -387,9 +480,10 @@ class Connection:
                 data += deflate.end_message(limit - len(data))
             self._inflated += len(data)
             self._append(opcode, data, msg_done)
-        elif msg_done and not self._msg_parts and self._utf8 is None:
+        elif msg_done and not self._msg_buf and self._utf8 is None:
             # Fast path: the whole message in one piece.
             self._msg_opcode = 0
+            self._pending_bytes += len(chunk)
             if opcode == _TEXT:
                 try:
                     text = chunk.decode()
@@ -412,30 +506,37 @@ class Connection:
                 decoder = self._utf8 = _Utf8Decoder()
             try:
                 # RFC 6455 8.1 fail fast: invalid UTF-8 is caught in the first bad piece.
-                text = decoder.decode(data, final)
+                # The decoded piece is dropped: the message is decoded once, at the end.
+                decoder.decode(data, final)
             except UnicodeDecodeError as exc:
                 raise ProtocolError(f"invalid UTF-8 in a text message: {exc}", 1007) from exc
-            if text:
-                self._msg_parts.append(text)  # type: ignore[arg-type]
-        elif data:
-            self._msg_parts.append(data)  # type: ignore[arg-type]
+        if data:
+            self._msg_buf += data
 
     def _finish_message(self) -> None:
         opcode = self._msg_opcode
-        parts = self._msg_parts
+        buf = self._msg_buf
         self._msg_opcode = 0
-        self._msg_parts = []
+        self._msg_buf = bytearray()
         self._utf8 = None
+        self._pending_bytes += len(buf)
         if opcode == _TEXT:
-            self._events.append(TextMessage("".join(parts)))  # type: ignore[arg-type]
+            self._events.append(TextMessage(buf.decode()))
         else:
-            self._events.append(BinaryMessage(b"".join(parts)))  # type: ignore[arg-type]
+            self._events.append(BinaryMessage(bytes(buf)))
 
     def _on_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
-            # RFC 6455 5.5.2: answer with a pong carrying the same payload.
+            # RFC 6455 5.5.2: answer with a pong carrying the same payload. Queued at the
+            # end of receive_data() (or held, see hold_pongs); a ping that comes before
+            # that supersedes it: RFC 6455 5.5.3 allows answering only the most recent.
             if self.close_sent is None:
-                self._out.append(self._frame(_PONG, payload))
+                if self._pong is not None:
+                    if self.hold_pongs:
+                        self.pongs_coalesced += 1
+                    else:
+                        self._queue_pong()
+                self._pong = payload
             self._events.append(Ping(payload))
         elif opcode == _PONG:
             self._events.append(Pong(payload))
@@ -610,11 +711,13 @@ class Connection:
         payload = serialize_close(code, reason)  # validate even when it is a no-op
         if self.close_sent is not None or self.state is State.CLOSED:
             return
+        self._queue_pong()
         self._out.append(self._frame(_CLOSE, payload))
         self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)
         self.state = State.CLOSING
 
     def _send_close_frame(self, code: int | None, reason: str) -> None:
+        self._queue_pong()  # the pong of an earlier ping goes first; nothing after a close
         self._out.append(self._frame(_CLOSE, serialize_close(code, reason)))
         self.close_sent = (code if code is not None else CloseCode.NO_STATUS, reason)
 
