@@ -44,7 +44,15 @@ def _request(scope: Scope, body: bytes = b"") -> Request:
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     method = scope.get("method", "GET")
-    return Request(method, target, headers, body, scope.get("http_version", "1.1"))
+    client = scope.get("client")
+    return Request(
+        method,
+        target,
+        headers,
+        body,
+        scope.get("http_version", "1.1"),
+        remote_address=tuple(client) if client else None,
+    )
 
 
 class _ASGIWebSocket:
@@ -283,6 +291,21 @@ class ASGIApp:
         await send({"type": "http.response.start", "status": response.status, "headers": raw})
         await send({"type": "http.response.body", "body": response.body})
 
+    async def _refuse_websocket(self, scope: Scope, send: Send, response: Response) -> None:
+        """Refuse a WebSocket handshake with the engine's HTTP response (403, 429...) where
+        the ASGI server supports denial responses, else with a 1008 close."""
+        if "websocket.http.response" in scope.get("extensions", {}):
+            headers = response.headers
+            assert isinstance(headers, Headers)
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            raw.append((b"content-length", str(len(response.body)).encode()))
+            await send(
+                {"type": "websocket.http.response.start", "status": response.status, "headers": raw}
+            )
+            await send({"type": "websocket.http.response.body", "body": response.body})
+            return
+        await send({"type": "websocket.close", "code": 1008, "reason": "refused"})
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "websocket.connect":
@@ -290,7 +313,7 @@ class ASGIApp:
         request = _request(scope)
         refused = self.engine.process_request(request)
         if refused is not None:
-            await send({"type": "websocket.close", "code": 1008, "reason": "refused"})
+            await self._refuse_websocket(scope, send, refused)
             return
         await send({"type": "websocket.accept"})
         ws = _ASGIWebSocket(scope, receive, send, self.max_queue)

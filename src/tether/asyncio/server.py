@@ -86,6 +86,10 @@ class _HTTPProtocol(asyncio.Protocol):
             self.upgrading = True
             if self.transport is not None:
                 self.transport.pause_reading()
+        if requests:
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            for request in requests:
+                request.remote_address = peer
         self.pending.extend(requests)
         if len(self.pending) > 8:
             self._respond(Response.text(429, "too many pipelined requests"), close=True)
@@ -132,6 +136,8 @@ class _HTTPProtocol(asyncio.Protocol):
             else:
                 try:
                     response = await server.http_handler(request)
+                    if not isinstance(response, Response):
+                        raise TypeError(f"http_handler returned {response!r}, not a Response")
                 except Exception:
                     logger.exception("error in http_handler")
                     response = Response.text(500, "internal server error")
@@ -194,7 +200,9 @@ class _HTTPProtocol(asyncio.Protocol):
         if transport is None:
             return
         if result is not None:
-            assert isinstance(result, Response)
+            if not isinstance(result, Response):
+                logger.error("process_request returned %r, not a Response or None", result)
+                result = Response.text(500, "internal server error")
             self._respond(result, close=True)
             return
         try:

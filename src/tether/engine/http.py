@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Sequence
 
+from ..exceptions import InvalidOption
 from ..protocol.handshake import Request, Response
 
 __all__: list[str] = []
@@ -27,16 +29,54 @@ MESSAGES = {
 
 
 class HTTPResponses:
-    """Builds the engine's HTTP responses with the CORS headers its options call for.
+    """Builds the engine's HTTP responses with the CORS headers its options call for, and
+    checks the Origin of requests against the allow-list.
 
     Args:
         cors_origins: allowed Origins (``"*"`` for any, a list, or None for no CORS).
         cors_credentials: send ``Access-Control-Allow-Credentials: true``.
+        check_origin: refuse requests whose ``Origin`` is neither in ``cors_origins`` (when
+            it is a list) nor the server's own (the ``Host`` of the request).
+
+    Raises:
+        InvalidOption: ``cors_origins="*"`` with ``cors_credentials``: a wildcard that
+            lets any site send the user's cookies is never what is meant (browsers refuse
+            ``*`` with credentials; reflecting every Origin instead would open the door).
     """
 
-    def __init__(self, cors_origins: str | Sequence[str] | None, cors_credentials: bool) -> None:
+    def __init__(
+        self,
+        cors_origins: str | Sequence[str] | None,
+        cors_credentials: bool,
+        check_origin: bool = True,
+    ) -> None:
+        if isinstance(cors_origins, str) and cors_origins != "*":
+            cors_origins = [cors_origins]
+        if cors_origins == "*" and cors_credentials:
+            raise InvalidOption(
+                'cors_origins="*" cannot be combined with cors_credentials=True:'
+                " list the origins that may send credentials"
+            )
         self.cors_origins = cors_origins
         self.cors_credentials = cors_credentials
+        self.allowed_origins: frozenset[str] | None = None
+        if check_origin and cors_origins is not None and cors_origins != "*":
+            self.allowed_origins = frozenset(_normal(o) for o in cors_origins)
+
+    def origin_allowed(self, request: Request) -> bool:
+        """Whether ``request`` may proceed: no allow-list, no ``Origin`` (not a browser),
+        an allowed Origin, or the server's own (same-origin pages)."""
+        allowed = self.allowed_origins
+        if allowed is None:
+            return True
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        origin = _normal(origin)
+        if origin in allowed:
+            return True
+        host = request.headers.get("Host")
+        return host is not None and urllib.parse.urlsplit(origin).netloc == host.lower()
 
     def cors(self, request: Request) -> list[tuple[str, str]]:
         """The CORS headers for ``request`` (none for a foreign or missing Origin)."""
@@ -44,7 +84,7 @@ class HTTPResponses:
         allowed = self.cors_origins
         if allowed is None or origin is None:
             return []
-        if allowed != "*" and origin not in allowed:
+        if allowed != "*" and origin not in allowed and _normal(origin) not in allowed:
             return []
         headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         if self.cors_credentials:
@@ -68,3 +108,8 @@ class HTTPResponses:
         return Response(
             200, [("Content-Type", content_type), *self.cors(request)], payload.encode()
         )
+
+
+def _normal(origin: str) -> str:
+    """An Origin compared case-insensitively and without a trailing slash."""
+    return origin.strip().rstrip("/").lower()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict
 
+from ..asyncio.limits import KeyedBuckets, Rate
 from ..asyncio.options import Compression
 from ..asyncio.server import HTTPHandler, ProcessRequest
 from ..metrics import Metrics
@@ -65,9 +67,22 @@ class EngineServer:
         upgrade_timeout: seconds an upgrade may take.
         transports: allowed transports.
         allow_upgrades: whether polling may upgrade to WebSocket.
-        cors_origins: allowed Origins for polling (``"*"`` for any, a list, or None for
-            no CORS headers).
-        cors_credentials: send ``Access-Control-Allow-Credentials: true``.
+        cors_origins: allowed Origins (``"*"`` for any, a list, or None for no CORS
+            headers). A list is also an allow-list on both transports (see
+            ``check_origin``).
+        cors_credentials: send ``Access-Control-Allow-Credentials: true`` (not with
+            ``"*"``: :class:`~tether.exceptions.InvalidOption`).
+        check_origin: with ``cors_origins`` a list, refuse (403) polling requests and
+            WebSocket handshakes whose ``Origin`` is neither listed nor the server's own
+            (its ``Host``): the defence against cross-site WebSocket hijacking, which CORS
+            does not give (browsers do not apply it to WebSocket). Requests without an
+            ``Origin`` (non-browser clients) pass. False keeps only the CORS headers.
+        max_sessions: the most open sessions; past it a handshake gets 503 with
+            ``Retry-After`` (None: no cap).
+        session_rate: new sessions per second per client IP, a
+            :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)``; past it
+            a handshake gets 429 with ``Retry-After`` (None, the default: off, since
+            behind a reverse proxy every client has the proxy's IP).
         allow_request: ``async def(request) -> str | None``: a message refuses the
             handshake with 403.
         max_buffered_packets: the per-session outgoing queue bound.
@@ -89,6 +104,9 @@ class EngineServer:
         allow_upgrades: bool = True,
         cors_origins: str | Sequence[str] | None = None,
         cors_credentials: bool = False,
+        check_origin: bool = True,
+        max_sessions: int | None = 50_000,
+        session_rate: Rate | float | tuple[float, float] | None = None,
         allow_request: Callable[[Request], Awaitable[str | None]] | None = None,
         max_buffered_packets: int = 1024,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
@@ -103,13 +121,24 @@ class EngineServer:
         self.upgrade_timeout = upgrade_timeout
         self.transports = tuple(transports)
         self.allow_upgrades = allow_upgrades
-        self.http = HTTPResponses(cors_origins, cors_credentials)
+        self.http = HTTPResponses(cors_origins, cors_credentials, check_origin)
+        self.max_sessions = max_sessions
+        rate = Rate.of(session_rate)
+        self._session_buckets = KeyedBuckets(rate) if rate is not None else None
         self.allow_request = allow_request
         self.max_buffered_packets = max_buffered_packets
         self.fallback = fallback
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self.slow_consumer_closes = 0
+        metrics = self.metrics
+        metrics.describe("tether_sessions_open", "Engine.IO sessions open", "gauge")
+        metrics.gauge("tether_sessions_open", lambda: len(self._sessions))
+        metrics.describe("tether_sessions_opened_total", "Engine.IO sessions opened")
+        metrics.describe("tether_sessions_refused_total", "Engine.IO handshakes refused, by reason")
+        metrics.describe(
+            "tether_origin_refused_total", "requests refused for their Origin, by transport"
+        )
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -167,6 +196,8 @@ class EngineServer:
             if self.fallback is not None:
                 return await self.fallback(request)
             return Response.text(404, "not found")
+        if not self.http.origin_allowed(request):
+            return self._origin_refused(request, "polling")
         if request.method == "OPTIONS":
             headers = self.http.cors(request)
             if headers:
@@ -197,7 +228,39 @@ class EngineServer:
             return polling.post(self, session, request)
         return self.http.error(request, BAD_REQUEST)
 
+    def _origin_refused(self, request: Request, transport: str) -> Response:
+        self.metrics.inc("tether_origin_refused_total", transport=transport)
+        logger.info(
+            "%s request refused: Origin %r not allowed", transport, request.headers.get("Origin")
+        )
+        return self.http.error(request, FORBIDDEN, 403, "Origin not allowed")
+
+    def _admit(self, request: Request) -> Response | None:
+        """None if a new session may open for ``request``, else the refusal (503 past
+        ``max_sessions``, 429 past the client IP's ``session_rate``)."""
+        if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
+            self.metrics.inc("tether_sessions_refused_total", reason="max_sessions")
+            response = self.http.error(request, BAD_REQUEST, 503, "Too many sessions")
+            response.headers.add("Retry-After", "5")  # type: ignore[union-attr]
+            return response
+        buckets = self._session_buckets
+        if buckets is not None:
+            address = request.remote_address
+            key = str(address[0]) if isinstance(address, tuple) and address else "?"
+            wait = buckets.take(key, asyncio.get_running_loop().time())
+            if wait is not None:
+                self.metrics.inc("tether_sessions_refused_total", reason="rate")
+                response = self.http.error(request, BAD_REQUEST, 429, "Too many new sessions")
+                response.headers.add(  # type: ignore[union-attr]
+                    "Retry-After", str(max(1, math.ceil(wait)))
+                )
+                return response
+        return None
+
     async def _handshake(self, request: Request) -> Response:
+        refused = self._admit(request)
+        if refused is not None:
+            return refused
         if self.allow_request is not None:
             message = await self.allow_request(request)
             if message is not None:
@@ -209,6 +272,7 @@ class EngineServer:
         sid = secrets.token_urlsafe(15)
         session = Session(self, sid, request, transport)
         self._sessions[sid] = session
+        self.metrics.inc("tether_sessions_opened_total", transport=transport)
         upgrades = (
             ["websocket"]
             if transport == "polling" and self.allow_upgrades and "websocket" in self.transports
@@ -236,9 +300,13 @@ class EngineServer:
         """Validate a WebSocket upgrade before it happens (wire as ``process_request``)."""
         if not self.in_path(request):
             return Response.text(404, "not found")
-        _, error = self._check(request, "websocket")
+        if not self.http.origin_allowed(request):
+            return self._origin_refused(request, "websocket")
+        query, error = self._check(request, "websocket")
         if error is not None:
             return error
+        if "sid" not in query:
+            return self._admit(request)
         # A second WebSocket for an already upgraded sid is accepted, then closed at once
         # (as the reference server does; see handle_websocket).
         return None
@@ -249,7 +317,16 @@ class EngineServer:
         assert request is not None
         query = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
         sid = query.get("sid")
+        if not self.http.origin_allowed(request):
+            # Reached when a custom process_request replaced the engine's check.
+            self.metrics.inc("tether_origin_refused_total", transport="websocket")
+            await ws.close(1008, "Origin not allowed")
+            return
         if sid is None:
+            if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
+                self.metrics.inc("tether_sessions_refused_total", reason="max_sessions")
+                await ws.close(1013, "too many sessions")
+                return
             if self.allow_request is not None and await self.allow_request(request) is not None:
                 await ws.close(1008, "forbidden")
                 return

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 from ..exceptions import InvalidRequest, InvalidResponse, InvalidStatus, NegotiationError
 from .deflate import (
@@ -124,6 +125,8 @@ class Request:
         body: the body (empty for an upgrade).
         http_version: ``"1.1"`` or ``"1.0"``.
         keep_alive: whether the connection may carry another request after this one.
+        remote_address: the client's address as the server saw it (``(host, port)`` for
+            TCP; None when unknown). Set by the server, not parsed from the request.
     """
 
     method: str
@@ -132,6 +135,7 @@ class Request:
     body: bytes = b""
     http_version: str = "1.1"
     keep_alive: bool = True
+    remote_address: Any = None
 
     @property
     def path(self) -> str:
@@ -167,8 +171,28 @@ class Response:
     reason: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.status, int) or not 100 <= self.status <= 599:
+            raise TypeError(f"a response status is an int from 100 to 599, not {self.status!r}")
+        if isinstance(self.headers, (str, bytes)):
+            # Response(401, "unauthorized") reads naturally but puts the text in the
+            # headers: refuse it here, where the caller's line is in the traceback.
+            raise TypeError(
+                f"Response headers are (name, value) pairs, not {type(self.headers).__name__}:"
+                f" for a text body use Response.text({self.status}, {self.headers!r})"
+            )
         if not isinstance(self.headers, Headers):
-            self.headers = Headers(self.headers)
+            items = list(self.headers)
+            for item in items:
+                if not (
+                    isinstance(item, (tuple, list))
+                    and len(item) == 2
+                    and isinstance(item[0], str)
+                    and isinstance(item[1], str)
+                ):
+                    raise TypeError(
+                        f"Response headers are (name, value) pairs of str, not {item!r}"
+                    )
+            self.headers = Headers(items)
         if isinstance(self.body, str):  # tolerate text bodies from handlers
             self.body = self.body.encode()
         if not self.reason:

@@ -37,6 +37,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ..asyncio.limits import Rate
 from ..asyncio.opening import Opening
 from ..asyncio.options import ConnectionOptions, deflate_options
 from ..asyncio.server import ProcessRequest, Server
@@ -112,8 +113,16 @@ class Hub:
         ping_timeout: seconds to wait for a pong.
         max_payload: the largest message or HTTP body.
         connect_timeout: seconds a client has to connect to a namespace.
-        cors_origins: allowed Origins for polling (``"*"``, a list, or None).
-        cors_credentials: allow credentials in CORS.
+        cors_origins: allowed Origins (``"*"``, a list, or None). A list is also enforced
+            on both transports: a polling request or WebSocket handshake from another
+            Origin (not the server's own) gets 403, the defence against cross-site
+            WebSocket hijacking; requests without Origin (non-browser clients) pass.
+        cors_credentials: allow credentials in CORS (not with ``"*"``).
+        check_origin: False keeps only the CORS headers of ``cors_origins`` (no 403).
+        max_sessions: the most open Engine.IO sessions (503 beyond; None: no cap).
+        session_rate: new Engine.IO sessions per second per client IP (a
+            :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)``; 429
+            beyond; None, the default: off).
         transports: allowed transports.
         recovery: connection-state recovery options, or None (off).
         broker: the :class:`~tether.broker.ClusterBroker` the hubs of a cluster share
@@ -153,6 +162,9 @@ class Hub:
         connect_timeout: float = 45.0,
         cors_origins: str | Sequence[str] | None = None,
         cors_credentials: bool = False,
+        check_origin: bool = True,
+        max_sessions: int | None = 50_000,
+        session_rate: Rate | float | tuple[float, float] | None = None,
         transports: Sequence[str] = ("polling", "websocket"),
         recovery: Recovery | None = None,
         broker: Broker | None = None,
@@ -186,6 +198,9 @@ class Hub:
             transports=transports,
             cors_origins=cors_origins,
             cors_credentials=cors_credentials,
+            check_origin=check_origin,
+            max_sessions=max_sessions,
+            session_rate=session_rate,
             max_buffered_packets=max_buffered_packets,
             fallback=fallback,
             metrics=self.metrics,
