@@ -61,6 +61,10 @@ class Connection:
         )
         self.tasks: set[asyncio.Task[Any]] = set()
         self.held = False
+        # CONNECTs whose middlewares are running, by namespace, and refusals so far:
+        # a client cannot hammer the middlewares (wrong tokens) on one session.
+        self._connecting: set[str] = set()
+        self._refusals = 0
 
     def _connect_timeout(self) -> None:
         self.connect_timer = None
@@ -126,6 +130,16 @@ class Connection:
             if socket is not None and packet.id is not None:
                 socket._on_ack(packet.id, list(packet.data))
         elif ptype is PacketType.CONNECT:
+            name = packet.namespace
+            if name in self._connecting or name in self.sockets:
+                return  # one CONNECT per namespace at a time; the official clients wait
+            # Connected and connecting together: this also bounds the middlewares that
+            # one connection can have running at once.
+            if len(self.sockets) + len(self._connecting) >= self.hub.max_namespaces_per_connection:
+                self.hub.metrics.inc("tether_connects_refused_total", reason="namespaces")
+                self._send_error(name, "Too many namespaces on this connection")
+                return
+            self._connecting.add(name)
             self._spawn(self._connect(packet))
         elif ptype is PacketType.DISCONNECT:
             if socket is not None:
@@ -177,6 +191,27 @@ class Connection:
         )
 
     async def _connect(self, packet: Packet) -> None:
+        try:
+            await self._open_socket(packet)
+        finally:
+            self._connecting.discard(packet.namespace)
+
+    def _refused(self, socket: Socket, name: str, message: str, data: Any = None) -> None:
+        """Refuse a CONNECT: forget what the middlewares registered (rooms), tell the
+        client, and close the session once it has been refused too often."""
+        socket._gone = True
+        socket.namespace.adapter.leave_all(socket.sid)
+        self._send_error(name, message, data)
+        self.hub.metrics.inc("tether_connects_refused_total", reason="middleware")
+        self._refusals += 1
+        if self._refusals >= self.hub.max_connect_refusals:
+            logger.info(
+                "session %s: %d connections refused, closing", self.session.sid, self._refusals
+            )
+            self.hub.metrics.inc("tether_sessions_closed_total", reason="refusals")
+            self.session.close("too many refused connections")
+
+    async def _open_socket(self, packet: Packet) -> None:
         name = packet.namespace
         auth = packet.data if isinstance(packet.data, dict) else {}
         if name in self.sockets:
@@ -193,13 +228,15 @@ class Connection:
             try:
                 await _call_all(ns._middlewares, socket, auth)
             except ConnectionRefused as exc:
-                self._send_error(name, exc.message, exc.data)
+                self._refused(socket, name, exc.message, exc.data)
                 return
             except Exception as exc:
                 logger.exception("error in middleware")
-                self._send_error(name, str(exc) or "Internal error")
+                self._refused(socket, name, str(exc) or "Internal error")
                 return
         if self.session.state is not SessionState.OPEN or name in self.sockets:
+            socket._gone = True
+            ns.adapter.leave_all(sid)
             return
         self._cancel_connect_timer()
         reply: dict[str, Any] = {"sid": sid}
@@ -247,6 +284,7 @@ class Connection:
         if not socket.connected:
             return
         socket.connected = False
+        socket._gone = True
         ns = socket.namespace
         self.sockets.pop(ns.name, None)
         if reason not in _DELIBERATE:

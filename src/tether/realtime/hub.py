@@ -135,6 +135,15 @@ class Hub:
         max_buffered_packets: per-session outgoing bound (slow consumers are disconnected).
         max_pending_handlers: per-client bound on event handlers still running; past it
             a WebSocket client is not read until half have finished.
+        max_namespaces_per_connection: namespaces one client connection may be connected
+            or connecting to (so also the most middlewares it can have running at once);
+            one more gets a CONNECT_ERROR.
+        max_rooms_per_socket: rooms one socket may be in, its own included
+            (``join`` raises :class:`~tether.exceptions.LimitExceeded` beyond; None: no
+            limit).
+        max_connect_refusals: CONNECTs a middleware may refuse on one connection before
+            the whole connection is closed (wrong tokens cannot be tried without end;
+            one CONNECT per namespace runs at a time).
         fallback: ``async def(request) -> Response`` for other HTTP paths (static files).
         node_id: this node's id in broker envelopes (random by default).
         metrics: where the hub, its engine and its servers count (``hub.metrics``; a new
@@ -171,6 +180,9 @@ class Hub:
         max_attachments: int = 10,
         max_buffered_packets: int = 1024,
         max_pending_handlers: int = 256,
+        max_namespaces_per_connection: int = 64,
+        max_rooms_per_socket: int | None = 10_000,
+        max_connect_refusals: int = 10,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         node_id: str | None = None,
         metrics: Metrics | None = None,
@@ -186,6 +198,9 @@ class Hub:
         self._server_handlers: dict[str, Handler] = {}
         self.max_attachments = max_attachments
         self.max_pending_handlers = max_pending_handlers
+        self.max_namespaces_per_connection = max_namespaces_per_connection
+        self.max_rooms_per_socket = max_rooms_per_socket
+        self.max_connect_refusals = max_connect_refusals
         self.node_id = node_id or broker.node_id
         self._offset_prefix = secrets.token_hex(4)
         self._engine_handler = _EngineHandler(self)
@@ -585,6 +600,9 @@ class Hub:
                 task.cancel()
         # The sockets are gone, so is their interest: wait for the UNSUBSCRIBEs.
         await self._cluster.drain()
+        for ns in self._namespaces.values():
+            if ns.recovery_log is not None:
+                ns.recovery_log.close()
 
 
 class HubServer(Server):

@@ -160,8 +160,9 @@ class Namespace:
     ) -> None:
         log = self.recovery_log
         if log is not None and not volatile:
-            offset = log.record(event, list(args), rooms, except_rooms)
+            offset = log.next_offset()
             pieces = encode_event(self.name, event, [*args, offset])
+            log.record(offset, pieces, rooms, except_rooms)
         else:
             pieces = encode_event(self.name, event, args)
         targets = self._match(rooms, except_rooms)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..engine.session import Session
-from ..exceptions import AckTimeout, Disconnected
+from ..exceptions import AckTimeout, Disconnected, LimitExceeded
 from .adapter import RoomChange
 from .operator import BroadcastOperator
 from .packets import Packet, PacketType, encode, encode_event
@@ -54,6 +54,9 @@ class Socket:
         self.data: dict[str, Any] = {}
         self.recovered = False
         self.connected = False
+        # Set once the socket has left (disconnected or refused): from then on it must
+        # not register anything (rooms) that nothing would ever remove.
+        self._gone = False
         self._acks: dict[int, asyncio.Future[list[Any]]] = {}
         self._ack_id = 0
 
@@ -166,10 +169,30 @@ class Socket:
         connect handlers): ``await socket.join(socket.sid)`` waits for it, before
         handing the sid to other nodes for ``hub.to(sid)``.
 
+        Raises:
+            LimitExceeded: the socket would be in more than the hub's
+                ``max_rooms_per_socket`` rooms (its own included); nothing is joined.
+
+        On a socket that has already disconnected (a handler still running after the
+        client left), this does nothing: the rooms would never be left again.
+
         Returns:
             An awaitable of the cluster-wide confirmation (ignoring it is fine).
         """
-        return RoomChange(self.namespace.adapter.join(self.sid, rooms))
+        if self._gone:
+            return RoomChange([])
+        adapter = self.namespace.adapter
+        limit = self.namespace.hub.max_rooms_per_socket
+        if limit is not None:
+            mine = adapter.rooms_of(self.sid)
+            new = {room for room in rooms if room not in mine}
+            if len(mine) + len(new) > limit:
+                self.namespace.hub.metrics.inc("tether_joins_refused_total", reason="max_rooms")
+                raise LimitExceeded(
+                    f"socket {self.sid} would be in {len(mine) + len(new)} rooms"
+                    f" (max_rooms_per_socket={limit})"
+                )
+        return RoomChange(adapter.join(self.sid, rooms))
 
     def leave(self, *rooms: str) -> None:
         """Leave rooms (a socket cannot leave its own room)."""
