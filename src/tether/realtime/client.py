@@ -130,6 +130,10 @@ class Client:
         retries: resend an unacknowledged emit this many times (0: off).
         ack_timeout: seconds to wait for an acknowledgement in the retry queue.
         max_buffered: emits buffered per namespace while it is not connected.
+        max_pending_acks: acknowledgements one namespace may await at once (an emit with
+            a callback or ``emit_with_ack`` beyond raises :class:`BufferFull`): a server
+            that never answers cannot make them pile up. Each ends with its ack, its
+            timeout, or :class:`Disconnected` when the connection goes.
         max_concurrent_handlers: handler coroutines running at once.
         strip_offset: remove the recovery offset from event arguments (see the module doc).
         open_timeout: seconds for the Engine.IO handshake.
@@ -148,6 +152,7 @@ class Client:
         retries: int = 0,
         ack_timeout: float | None = None,
         max_buffered: int = 1024,
+        max_pending_acks: int = 10_000,
         max_concurrent_handlers: int = 64,
         strip_offset: bool = False,
         open_timeout: float = 10.0,
@@ -172,6 +177,7 @@ class Client:
         self.retries = retries
         self.ack_timeout = ack_timeout
         self.max_buffered = max_buffered
+        self.max_pending_acks = max_pending_acks
         self.max_concurrent_handlers = max_concurrent_handlers
         self.strip_offset = strip_offset
         self.open_timeout = open_timeout

@@ -52,6 +52,9 @@ class AckTable:
         self._ids = itertools.count()
         self._pending: dict[int, PendingAck] = {}
 
+    def __len__(self) -> int:
+        return len(self._pending)
+
     def next_id(self) -> int:
         """A fresh ack id (ids are per namespace, from 0)."""
         return next(self._ids)

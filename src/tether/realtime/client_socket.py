@@ -163,7 +163,8 @@ class NamespaceSocket:
             AckTimeout: no acknowledgement within ``timeout`` seconds (the timer starts now,
                 even if the emit waits in the buffer).
             Disconnected: the connection dropped after the event was sent.
-            BufferFull: not connected and the buffer is full.
+            BufferFull: not connected and the buffer is full, or ``max_pending_acks``
+                acknowledgements are already awaited.
         """
         _check_event(event)
         if self.client.retries > 0:
@@ -185,7 +186,8 @@ class NamespaceSocket:
         Raises:
             AckTimeout: no acknowledgement within ``timeout`` seconds.
             Disconnected: the connection dropped after the event was sent.
-            BufferFull: not connected and the buffer is full.
+            BufferFull: not connected and the buffer is full, or ``max_pending_acks``
+                acknowledgements are already awaited.
         """
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
@@ -219,6 +221,11 @@ class NamespaceSocket:
     async def _send_event(
         self, event: str, args: Sequence[Any], pending: PendingAck | None, volatile: bool
     ) -> int | None:
+        if pending is not None and len(self._acks) >= self.client.max_pending_acks:
+            raise BufferFull(
+                f"{self.namespace}: {len(self._acks)} acknowledgements already awaited"
+                f" (max_pending_acks={self.client.max_pending_acks})"
+            )
         ack_id = self._acks.next_id() if pending is not None else None
         parts = encode_event(self.namespace, event, args, ack_id)
         state = self._state
