@@ -84,3 +84,54 @@ async def test_session_rate_per_ip_answers_429_with_retry_after() -> None:
         assert info.value.status == 429
         assert any(name == "Retry-After" and int(v) >= 1 for name, v in info.value.headers)
         assert hub.metrics.get("tether_sessions_refused_total", reason="rate") == statuses[429] + 1
+
+
+async def test_message_rate_closes_a_flooding_session_on_both_transports() -> None:
+    hub = Hub(message_rate=(10, 50))
+    seen: list[int] = []
+    reasons: list[str] = []
+
+    @hub.on("n")
+    async def n(socket, i):  # type: ignore[no-untyped-def]
+        seen.append(i)
+
+    @hub.on_disconnect()
+    async def gone(socket, reason):  # type: ignore[no-untyped-def]
+        reasons.append(reason)
+
+    async with hub.serve("127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+        ws = await tether.connect(url, compression=None)
+        assert str(await ws.recv()).startswith("0")
+        await ws.send("40")
+        assert str(await asyncio.wait_for(ws.recv(), WAIT)).startswith("40")
+        with pytest.raises(tether.ConnectionClosed):
+            for i in range(5000):
+                await ws.send(f'42["n",{i}]')
+            await asyncio.wait_for(ws.recv(), WAIT)
+        await asyncio.sleep(0.1)
+        # The burst (50, the CONNECT included) got through, then the session was closed.
+        assert 40 <= len(seen) <= 55
+        assert seen == sorted(seen)
+        assert hub.metrics.get("tether_rate_limited_total", transport="websocket") == 1
+        # Polling: one POST of more packets than the burst is refused whole.
+        status, body = await asyncio.to_thread(_polling_flood, server.port)
+        assert status == 429 and "Too many packets" in body
+        assert hub.metrics.get("tether_rate_limited_total", transport="polling") == 1
+
+
+def _polling_flood(port: int) -> tuple[int, str]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling"
+    with urllib.request.urlopen(base, timeout=WAIT) as resp:
+        sid = json.loads(resp.read().decode()[1:])["sid"]
+    body = "\x1e".join('42["n",0]' for _ in range(200)).encode()
+    req = urllib.request.Request(f"{base}&sid={sid}", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

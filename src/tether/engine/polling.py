@@ -47,6 +47,8 @@ def post(engine: EngineServer, session: Session, request: Request) -> Response:
     except EnginePacketError:
         session.close("parse error", drain=False)
         return engine.http.error(request, BAD_REQUEST)
+    if not engine.admit_packets(session, len(packets), "polling"):
+        return engine.http.error(request, BAD_REQUEST, 429, "Too many packets")
     for packet in packets:
         if session.state is not SessionState.OPEN:
             break

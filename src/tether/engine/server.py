@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict
 
-from ..asyncio.limits import KeyedBuckets, Rate
+from ..asyncio.limits import KeyedBuckets, Rate, TokenBucket
 from ..asyncio.options import Compression
 from ..asyncio.server import HTTPHandler, ProcessRequest
 from ..metrics import Metrics
@@ -83,6 +83,10 @@ class EngineServer:
             :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)``; past it
             a handshake gets 429 with ``Retry-After`` (None, the default: off, since
             behind a reverse proxy every client has the proxy's IP).
+        message_rate: packets per second one session may send (a
+            :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)``), on both
+            transports; a session past it is closed (``"rate limit"``), its packets
+            beyond the burst never reach the handler. None (the default): no limit.
         allow_request: ``async def(request) -> str | None``: a message refuses the
             handshake with 403.
         max_buffered_packets: the per-session outgoing queue bound.
@@ -107,6 +111,7 @@ class EngineServer:
         check_origin: bool = True,
         max_sessions: int | None = 50_000,
         session_rate: Rate | float | tuple[float, float] | None = None,
+        message_rate: Rate | float | tuple[float, float] | None = None,
         allow_request: Callable[[Request], Awaitable[str | None]] | None = None,
         max_buffered_packets: int = 1024,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
@@ -125,6 +130,7 @@ class EngineServer:
         self.max_sessions = max_sessions
         rate = Rate.of(session_rate)
         self._session_buckets = KeyedBuckets(rate) if rate is not None else None
+        self.message_rate = Rate.of(message_rate)
         self.allow_request = allow_request
         self.max_buffered_packets = max_buffered_packets
         self.fallback = fallback
@@ -138,6 +144,9 @@ class EngineServer:
         metrics.describe("tether_sessions_refused_total", "Engine.IO handshakes refused, by reason")
         metrics.describe(
             "tether_origin_refused_total", "requests refused for their Origin, by transport"
+        )
+        metrics.describe(
+            "tether_rate_limited_total", "sessions closed past message_rate, by transport"
         )
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -256,6 +265,23 @@ class EngineServer:
                 )
                 return response
         return None
+
+    def admit_packets(self, session: Session, count: int, transport: str) -> bool:
+        """Spend ``count`` of ``session``'s ``message_rate`` tokens; past it, close the
+        session and return False (the packets are not handled)."""
+        limit = self.message_rate
+        if limit is None:
+            return True
+        bucket = session._rate_bucket
+        if bucket is None:
+            bucket = session._rate_bucket = TokenBucket(limit)
+            bucket.stamp = asyncio.get_running_loop().time()
+        if bucket.take(asyncio.get_running_loop().time(), count):
+            return True
+        self.metrics.inc("tether_rate_limited_total", transport=transport)
+        logger.info("session %s: over %s packets/s, closing", session.sid, limit.rate)
+        session.close("rate limit", drain=False)
+        return False
 
     async def _handshake(self, request: Request) -> Response:
         refused = self._admit(request)

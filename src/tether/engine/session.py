@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..asyncio.limits import TokenBucket
 from ..exceptions import ConnectionClosed
 from ..protocol.handshake import Request
 from .packets import Packet, PacketType, decode_packet, encode_packet
@@ -79,6 +80,7 @@ class Session:
         "_poll",
         "_probed",
         "_queue",
+        "_rate_bucket",
         "_raw_write",
         "_upgrading",
         "closed_reason",
@@ -114,6 +116,7 @@ class Session:
         self._upgrading = False
         self._close_pending = False
         self._probed = False
+        self._rate_bucket: TokenBucket | None = None  # the engine's message_rate
 
     def _attach(self, ws: Transport) -> None:
         """Carry the session over ``ws`` (the upgrade may still be under way)."""

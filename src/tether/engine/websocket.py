@@ -72,11 +72,16 @@ async def upgrade(engine: EngineServer, session: Session, ws: Transport) -> bool
 async def read(session: Session, ws: Transport) -> None:
     """Hand every message of ``ws`` to the session until the connection closes."""
 
+    engine = session.engine
+    limited = engine.message_rate is not None
+
     # Direct delivery: each message is handled as it is read, with no queue and no task
     # switch; the transport pauses reading while its outgoing buffer is full or the
     # layer above holds reading.
     def on_message(message: str | bytes) -> None:
         if session.state is not SessionState.OPEN:
+            return
+        if limited and not engine.admit_packets(session, 1, "websocket"):
             return
         try:
             packet = decode_packet(message)

@@ -123,6 +123,8 @@ class Hub:
         session_rate: new Engine.IO sessions per second per client IP (a
             :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)``; 429
             beyond; None, the default: off).
+        message_rate: Engine.IO packets per second one client may send (same forms); a
+            client past it is disconnected (``"rate limit"``). None, the default: off.
         transports: allowed transports.
         recovery: connection-state recovery options, or None (off).
         broker: the :class:`~tether.broker.ClusterBroker` the hubs of a cluster share
@@ -174,6 +176,7 @@ class Hub:
         check_origin: bool = True,
         max_sessions: int | None = 50_000,
         session_rate: Rate | float | tuple[float, float] | None = None,
+        message_rate: Rate | float | tuple[float, float] | None = None,
         transports: Sequence[str] = ("polling", "websocket"),
         recovery: Recovery | None = None,
         broker: Broker | None = None,
@@ -216,6 +219,7 @@ class Hub:
             check_origin=check_origin,
             max_sessions=max_sessions,
             session_rate=session_rate,
+            message_rate=message_rate,
             max_buffered_packets=max_buffered_packets,
             fallback=fallback,
             metrics=self.metrics,
