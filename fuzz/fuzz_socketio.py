@@ -26,10 +26,11 @@ _PLAIN = {PacketType.BINARY_EVENT: PacketType.EVENT, PacketType.BINARY_ACK: Pack
 
 
 def _same(a: Packet, b: Packet) -> bool:
-    return (
-        _PLAIN.get(a.type, a.type) == _PLAIN.get(b.type, b.type)
-        and (a.namespace, a.data, a.id) == (b.namespace, b.data, b.id)
-    )
+    return _PLAIN.get(a.type, a.type) == _PLAIN.get(b.type, b.type) and (
+        a.namespace,
+        a.data,
+        a.id,
+    ) == (b.namespace, b.data, b.id)
 
 
 def _round_trip(packet: Packet, max_attachments: int) -> None:
@@ -47,10 +48,7 @@ def one_input(data: bytes) -> None:
     decoder = Decoder(max_attachments=max_attachments)
     for piece in reader.rest().split(b"\n"):
         message: str | bytes
-        if piece[:1] == b"\x00":
-            message = piece[1:]
-        else:
-            message = piece.decode("utf-8", "replace")
+        message = piece[1:] if piece[:1] == b"\x00" else piece.decode("utf-8", "replace")
         try:
             packet = decoder.feed(message)
         except SocketIOPacketError:

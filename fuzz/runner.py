@@ -22,7 +22,7 @@ import sys
 import traceback
 from pathlib import Path
 
-__all__ = ["CORPUS", "TARGETS", "load", "main", "replay"]
+__all__ = ["CORPUS", "TARGETS", "corpus_dir", "load", "main", "replay"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
@@ -41,6 +41,13 @@ TARGETS = {
 
 # Set before tether is imported (the module picks its accelerator at import time).
 _ENV = {"frames_pure": {"TETHER_PURE_PYTHON": "1"}}
+# The pure-Python twin parses the same bytes: one corpus for both.
+_SEEDS = {"frames_pure": "frames"}
+
+
+def corpus_dir(name: str) -> Path:
+    """The committed seed corpus of target ``name``."""
+    return CORPUS / _SEEDS.get(name, name)
 
 
 def load(name: str):  # type: ignore[no-untyped-def]
@@ -52,7 +59,7 @@ def load(name: str):  # type: ignore[no-untyped-def]
 def replay(name: str, paths: list[Path] | None = None) -> int:
     """Run every corpus file of ``name`` (or ``paths``) once; return how many failed."""
     target = load(name)
-    files = paths if paths is not None else sorted((CORPUS / name).glob("*"))
+    files = paths if paths is not None else sorted(corpus_dir(name).glob("*"))
     failed = 0
     for path in files:
         try:
@@ -74,7 +81,7 @@ def _fuzz(name: str, seconds: int, rss_limit_mb: int, extra: list[str]) -> None:
         target = importlib.import_module(TARGETS[name]).TARGET
     work = WORK / "corpus" / name
     work.mkdir(parents=True, exist_ok=True)
-    seeds = CORPUS / name
+    seeds = corpus_dir(name)
     argv = [
         sys.argv[0],
         str(work),
@@ -83,7 +90,7 @@ def _fuzz(name: str, seconds: int, rss_limit_mb: int, extra: list[str]) -> None:
         f"-max_len={target.max_len}",
         f"-rss_limit_mb={rss_limit_mb}",
         "-timeout=10",
-        f"-artifact_prefix={WORK}/crash-{name}-",
+        f"-artifact_prefix={WORK}/{name}-",
         "-print_final_stats=1",
         *extra,
     ]
