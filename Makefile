@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 NODE_DIR := tests/node
 
-.PHONY: run test install lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps clean
+.PHONY: run test install lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps fuzz fuzz-smoke clean
 
 $(VENV)/.installed: pyproject.toml setup.py src/tether/_speedups.c
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml setup.py src/tether/_speedups.c
 	touch $@
 
 install: $(VENV)/.installed
+
+$(VENV)/.fuzz-installed: $(VENV)/.installed
+	$(VPY) -m pip install -q -e '.[fuzz]'
+	touch $@
 
 node-deps: $(NODE_DIR)/node_modules/.installed
 
@@ -25,8 +29,8 @@ run: install node-deps
 	$(VPY) -m tether.cli demo --host 127.0.0.1 --port 8765
 
 lint: install
-	$(VENV)/bin/ruff check src tests examples compliance bench
-	$(VENV)/bin/ruff format --check src tests examples compliance bench
+	$(VENV)/bin/ruff check src tests examples compliance bench fuzz
+	$(VENV)/bin/ruff format --check src tests examples compliance bench fuzz
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -36,13 +40,24 @@ pytest: install node-deps
 	# the pure-Python twins of the compiled accelerator, on the protocol core
 	TETHER_PURE_PYTHON=1 $(VPY) -m pytest -q -p no:cacheprovider tests/protocol
 
-test: install node-deps lint typecheck pytest conformance-quick bench-smoke
+test: install node-deps lint typecheck pytest fuzz-smoke conformance-quick bench-smoke
 
 conformance: install
 	bash compliance/run.sh all
 
 conformance-quick: install
 	bash compliance/run.sh quick
+
+# Coverage-guided fuzzing of every decoder (fuzz/README.md): FUZZ_TIME seconds per target.
+FUZZ_TIME ?= 60
+# fuzz-smoke (in `make test`): replay the corpus, then a few seconds of each target.
+FUZZ_SMOKE_TIME ?= 4
+
+fuzz: $(VENV)/.fuzz-installed
+	bash fuzz/run.sh $(FUZZ_TIME)
+
+fuzz-smoke: $(VENV)/.fuzz-installed
+	bash fuzz/run.sh $(FUZZ_SMOKE_TIME)
 
 bench: install
 	bash bench/run.sh

@@ -205,7 +205,9 @@ def _is_token(text: str) -> bool:
 
 def _window_bits(value: str | None) -> int:
     # RFC 7692 7.1.2: a decimal integer 8..15 without leading zeroes.
-    if value is None or not value.isdigit() or value[0] == "0" or not 8 <= int(value) <= 15:
+    if value is None or not value.isascii() or not value.isdigit() or value[0] == "0":
+        raise NegotiationError(f"invalid window bits: {value!r}")
+    if not 8 <= int(value) <= 15:
         raise NegotiationError(f"invalid window bits: {value!r}")
     return int(value)
 

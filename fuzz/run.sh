@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run every fuzz target for SECONDS each (default 60): bash fuzz/run.sh [SECONDS] [TARGET...]
+# Each run's libFuzzer output goes to build/fuzz/<target>.log; a crash prints its tail and
+# makes the script exit non-zero after the other targets have run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+seconds=${1:-60}
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <("$PY" -m fuzz.runner --list)
+fi
+mkdir -p build/fuzz
+failed=0
+for target in "${targets[@]}"; do
+    log=build/fuzz/$target.log
+    # The wall-clock bound covers a run that libFuzzer itself could not stop.
+    if timeout $((seconds + 60)) "$PY" -m fuzz.runner "$target" --time "$seconds" >"$log" 2>&1; then
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log")
+        echo "fuzz $target: ${runs:-?} inputs in ${seconds}s, peak RSS ${rss:-?} MB, no crash"
+    else
+        failed=1
+        echo "fuzz $target: FAILED (see $log)"
+        grep -v '^#\|^"' "$log" | tail -n 40
+    fi
+done
+exit $failed
