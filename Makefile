@@ -50,14 +50,16 @@ conformance-quick: install
 
 # Coverage-guided fuzzing of every decoder (fuzz/README.md): FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60
-# fuzz-smoke (in `make test`): replay the corpus, then a few seconds of each target.
-FUZZ_SMOKE_TIME ?= 4
+# fuzz-smoke (in `make test`): replay the corpus, then a fixed-seed run of each target
+# (FUZZ_SMOKE_RUNS inputs, at most FUZZ_SMOKE_TIME seconds).
+FUZZ_SMOKE_TIME ?= 20
+FUZZ_SMOKE_RUNS ?= 20000
 
 fuzz: $(VENV)/.fuzz-installed
 	bash fuzz/run.sh $(FUZZ_TIME)
 
 fuzz-smoke: $(VENV)/.fuzz-installed
-	bash fuzz/run.sh $(FUZZ_SMOKE_TIME)
+	FUZZ_FRESH=1 FUZZ_ARGS="-seed=1 -runs=$(FUZZ_SMOKE_RUNS)" bash fuzz/run.sh $(FUZZ_SMOKE_TIME)
 
 bench: install
 	bash bench/run.sh

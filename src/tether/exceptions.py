@@ -96,10 +96,15 @@ class ProtocolError(TetherError):
 
 
 class PayloadTooBig(ProtocolError):
-    """A message or frame is larger than the configured limit (close code 1009)."""
+    """A message or frame is larger than the configured limit (close code 1009).
+
+    Attributes:
+        partial: for a decompressed message, the inflated bytes that fit the limit.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message, 1009)
+        self.partial = b""
 
 
 class HTTPError(TetherError):

@@ -176,6 +176,9 @@ class ResponseParser:
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if not 100 <= status <= 599:  # RFC 9110 15: the range a status code can take
+            raise HTTPError(f"malformed HTTP response: status {status}")
         self.headers_done = True
         self._in_head = False
 

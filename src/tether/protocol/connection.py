@@ -475,9 +475,17 @@ class Connection:
             if self._msg_size > self.max_size:
                 raise PayloadTooBig(f"message exceeds the limit of {self.max_size} bytes")
             limit = self.max_size - self._inflated
-            data = deflate.decompress(chunk, limit)
-            if msg_done:
-                data += deflate.end_message(limit - len(data))
+            data = b""
+            try:
+                data = deflate.decompress(chunk, limit)
+                if msg_done:
+                    data += deflate.end_message(limit - len(data))
+            except PayloadTooBig as exc:
+                if opcode == _TEXT:
+                    # Invalid UTF-8 within the limit fails first (1007), as it does when
+                    # the same bytes come in smaller pieces.
+                    self._append(opcode, data + exc.partial, False)
+                raise
             self._inflated += len(data)
             self._append(opcode, data, msg_done)
         elif msg_done and not self._msg_buf and self._utf8 is None:

@@ -139,7 +139,11 @@ class PerMessageDeflate:
         except zlib.error as exc:
             raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
         if len(out) > limit or self._decoder.unconsumed_tail:
-            raise PayloadTooBig("decompressed message exceeds the size limit")
+            too_big = PayloadTooBig("decompressed message exceeds the size limit")
+            # What fits, so that the caller can check it first (invalid UTF-8 within the
+            # limit is reported the same however the frame was split).
+            too_big.partial = out[:limit]
+            raise too_big
         return out
 
     def end_message(self, limit: int) -> bytes:
