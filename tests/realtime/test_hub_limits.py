@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import types
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import tether
 import tether.realtime.recovery as recovery_module
 from tether.engine import SessionState
-from tether.exceptions import InvalidStatus
+from tether.exceptions import ConnectionClosed
 from tether.realtime import Hub, Recovery
 
 from .serving import WAIT, wait_until
@@ -99,15 +100,22 @@ async def test_polling_client_that_stops_polling_is_disconnected() -> None:
 # --------------------------------------------------------------------- max_connections
 
 
-async def test_max_connections_refuses_the_next_websocket_with_503() -> None:
+async def test_max_connections_closes_the_next_websocket_with_1013_and_polling_gets_503() -> None:
     hub = Hub()
     async with hub.serve("127.0.0.1", 0, max_connections=1) as server:
         first, _ = await _sio_connect(server.port)
-        with pytest.raises(InvalidStatus) as refused:
-            await tether.connect(_ws_url(server.port), compression=None)
-        assert refused.value.status == 503
+        refused = await tether.connect(_ws_url(server.port), compression=None)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(refused.recv(), WAIT)
+        assert closed.value.code == 1013
+        url = f"http://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=polling"
+        with pytest.raises(urllib.error.HTTPError) as status:
+            await asyncio.to_thread(urllib.request.urlopen, url, timeout=WAIT)
+        assert status.value.code == 503
+        assert status.value.headers["Retry-After"] == "5"
+        assert hub.metrics.get("tether_connections_refused_total", reason="max_connections") == 2
         await first.close()
-        await wait_until(lambda: not hub.engine.sessions)
+        await wait_until(lambda: not hub.engine.sessions and server.open_count == 0)
         second, _ = await _sio_connect(server.port)  # room again
         await second.close()
 

@@ -15,12 +15,14 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..exceptions import ConnectionClosed, InvalidRequest
+from ..exceptions import ConnectionClosed, InvalidOption, InvalidRequest
 from ..metrics import Metrics
 from ..protocol.connection import DEFAULT_MAX_SIZE, Side
+from ..protocol.frames import Opcode, serialize_close, serialize_frame
 from ..protocol.handshake import Request, Response, is_upgrade_request, server_accept
 from .connection import WebSocket
 from .http import HTTPError, RequestParser
+from .limits import KeyedBuckets, Rate
 from .linger import linger_close
 from .opening import Opening
 from .options import Compression, ConnectionOptions, deflate_options
@@ -32,6 +34,62 @@ logger = logging.getLogger("tether.server")
 Handler = Callable[[WebSocket], Awaitable[None]]
 ProcessRequest = Callable[[Request], "Response | Awaitable[Response | None] | None"]
 HTTPHandler = Callable[[Request], Awaitable[Response]]
+
+#: The default cap on open connections (HTTP and WebSocket, counted from accept).
+DEFAULT_MAX_CONNECTIONS = 10_000
+#: Refused connections held at once while they are told why; past this they are dropped.
+MAX_REFUSING = 1024
+#: How long a refused connection may take to send its request before it is dropped.
+REFUSAL_TIMEOUT = 5.0
+#: Pipelined requests waiting per connection; past them reading pauses.
+MAX_PIPELINE = 8
+#: Request bytes parsed at a time (one step cannot complete many more requests than this).
+PARSE_STEP = 4096
+
+
+class _Refusal:
+    """Why a new connection is refused: an HTTP status (with ``Retry-After``) for plain
+    requests, close code 1013 (try again later) for WebSocket upgrades."""
+
+    __slots__ = ("reason", "retry_after", "status", "text")
+
+    def __init__(self, status: int, reason: str, text: str, retry_after: float) -> None:
+        self.status = status
+        self.reason = reason
+        self.text = text
+        self.retry_after = retry_after
+
+    def response(self) -> Response:
+        after = str(max(1, round(self.retry_after)))
+        return Response.text(self.status, self.text, [("Retry-After", after)])
+
+
+class _Slot:
+    """One admitted connection: counted from accept until its TCP connection ends,
+    whether it stays HTTP or becomes a WebSocket (released exactly once)."""
+
+    __slots__ = ("address", "server")
+
+    def __init__(self, server: Server, address: str | None) -> None:
+        self.server: Server | None = server
+        self.address = address
+        server._count += 1
+        if address is not None and server._max_per_ip is not None:
+            server._per_ip[address] = server._per_ip.get(address, 0) + 1
+
+    def release(self, *_: object) -> None:
+        server = self.server
+        if server is None:
+            return
+        self.server = None
+        server._count -= 1
+        address = self.address
+        if address is not None and server._max_per_ip is not None:
+            left = server._per_ip.get(address, 1) - 1
+            if left > 0:
+                server._per_ip[address] = left
+            else:
+                server._per_ip.pop(address, None)
 
 
 class _HTTPProtocol(asyncio.Protocol):
@@ -48,15 +106,61 @@ class _HTTPProtocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.leftover = b""
         self.upgrading = False
+        self.slot: _Slot | None = None
+        self.refusal: _Refusal | None = None
+        self.write_paused = False
+        self.reading = True
+        self.unparsed = b""
+        self.unparsed_at = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         server = self.server
-        if server._max_connections is not None and len(server._open) >= server._max_connections:
-            self._respond(Response.text(503, "too many connections"), close=True)
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) and peer else None
+        refusal = server._admit(address)
+        if refusal is not None:
+            server.metrics.inc("tether_connections_refused_total", reason=refusal.reason)
+            if len(server._refusing) >= MAX_REFUSING:
+                # Under a flood, telling every refused peer why would itself cost memory.
+                self.transport.abort()  # type: ignore[union-attr]
+                self.transport = None
+                return
+            logger.info("connection from %s refused: %s", address, refusal.text)
+            self.refusal = refusal
+            server._refusing.add(self)
+            self.timer = asyncio.get_running_loop().call_later(REFUSAL_TIMEOUT, self._drop)
             return
+        self.slot = _Slot(server, address)
         server._http.add(self)
         self._arm_timer()
+
+    def _drop(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.transport.abort()
+        self._forget()
+        self.transport = None
+
+    def _refuse(self, request: Request) -> None:
+        """Tell a refused connection why: an HTTP status, or for a WebSocket upgrade a 101
+        followed at once by close 1013 (browsers see a close code, never a status)."""
+        refusal = self.refusal
+        transport = self.transport
+        assert refusal is not None and transport is not None
+        if not is_upgrade_request(request):
+            self._respond(refusal.response(), close=True)
+            return
+        try:
+            accepted = server_accept(request, subprotocols=self.server.subprotocols)
+        except InvalidRequest as exc:
+            self._respond(Response.text(exc.status, str(exc), exc.headers), close=True)
+            return
+        close = serialize_close(1013, refusal.text[:100])
+        transport.write(accepted.response.serialize() + serialize_frame(Opcode.CLOSE, close))
+        linger_close(transport)
+        self._forget()
+        self.transport = None
 
     def _arm_timer(self) -> None:
         if self.timer is not None:
@@ -75,29 +179,84 @@ class _HTTPProtocol(asyncio.Protocol):
         if self.upgrading:
             self.leftover += data
             return
-        try:
-            requests = self.parser.feed(data)
-        except HTTPError as exc:
-            logger.info("bad HTTP request: %s", exc)
-            self._respond(Response.text(exc.status, str(exc)), close=True)
+        if self.unparsed_at < len(self.unparsed):
+            self.unparsed = self.unparsed[self.unparsed_at :] + data
+        else:
+            self.unparsed = data
+        self.unparsed_at = 0
+        self._parse()
+
+    def _parse(self) -> None:
+        """Parse what was read, a step at a time, while there is room for requests.
+
+        A client may pipeline requests but not outrun the answers: past ``MAX_PIPELINE``
+        requests waiting, or while the answers are not being read (``pause_writing``),
+        the rest stays unparsed and reading stops, so what one connection holds is
+        bounded by one read and ``MAX_PIPELINE`` requests.
+        """
+        data = self.unparsed
+        while self.unparsed_at < len(data):
+            transport = self.transport
+            if transport is None or self.upgrading:
+                return
+            if len(self.pending) >= MAX_PIPELINE or self.write_paused:
+                self._reading(False)
+                return
+            at = self.unparsed_at
+            chunk = data[at : at + PARSE_STEP] if at or len(data) > PARSE_STEP else data
+            self.unparsed_at = at + len(chunk)
+            try:
+                requests = self.parser.feed(chunk)
+            except HTTPError as exc:
+                logger.info("bad HTTP request: %s", exc)
+                self._respond(Response.text(exc.status, str(exc)), close=True)
+                return
+            if self.refusal is not None:
+                if requests:
+                    self._refuse(requests[0])
+                continue
+            offset = self.parser.upgrade_offset
+            if offset is not None:
+                self.leftover = chunk[offset:] + data[self.unparsed_at :]
+                self.unparsed_at = len(data)
+                self.upgrading = True
+                self._reading(False)
+            if requests:
+                peer = transport.get_extra_info("peername")
+                for request in requests:
+                    request.remote_address = peer
+                self.pending.extend(requests)
+                self._next()
+        self.unparsed = b""
+        self.unparsed_at = 0
+        if not self.upgrading and not self.write_paused:
+            self._reading(True)
+
+    def _reading(self, on: bool) -> None:
+        transport = self.transport
+        if transport is None or on == self.reading or transport.is_closing():
             return
-        if self.parser.upgrade_offset is not None:
-            self.leftover = data[self.parser.upgrade_offset :]
-            self.upgrading = True
-            if self.transport is not None:
-                self.transport.pause_reading()
-        if requests:
-            peer = self.transport.get_extra_info("peername") if self.transport else None
-            for request in requests:
-                request.remote_address = peer
-        self.pending.extend(requests)
-        if len(self.pending) > 8:
-            self._respond(Response.text(429, "too many pipelined requests"), close=True)
-            return
-        self._next()
+        self.reading = on
+        if on:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        # A client that sends requests but does not read the answers: stop reading (and
+        # answering) until it catches up, so its responses cannot pile up in memory.
+        self.write_paused = True
+        if not self.upgrading:
+            self._reading(False)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self._next()
+            self._parse()
 
     def _next(self) -> None:
-        if self.busy or not self.pending or self.transport is None:
+        if self.busy or self.write_paused or not self.pending or self.transport is None:
             return
         self.busy = True
         request = self.pending.pop(0)
@@ -148,6 +307,7 @@ class _HTTPProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self._arm_timer()
             self._next()
+            self._parse()
 
     def _respond(self, response: Response, *, close: bool) -> None:
         transport = self.transport
@@ -165,6 +325,10 @@ class _HTTPProtocol(asyncio.Protocol):
 
     def _forget(self) -> None:
         self.server._http.discard(self)
+        self.server._refusing.discard(self)
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -221,6 +385,7 @@ class _HTTPProtocol(asyncio.Protocol):
             return
         if server.process_response is not None:
             server.process_response(request, accepted.response)
+        slot, self.slot = self.slot, None  # the WebSocket keeps the connection's place
         self._forget()
         transport.write(accepted.response.serialize())
         ws = server.options.websocket(
@@ -231,6 +396,8 @@ class _HTTPProtocol(asyncio.Protocol):
         )
         server._open.add(ws)
         ws._closed.add_done_callback(lambda _: server._open.discard(ws))
+        if slot is not None:
+            ws._closed.add_done_callback(slot.release)
         ws.attach(transport, self.leftover)
         self.transport = None
         if not transport.is_closing():
@@ -271,9 +438,17 @@ class Server:
         origins: Sequence[str | None] | None = None,
         max_header_size: int = 16384,
         max_body_size: int = 2**20,
-        max_connections: int | None = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: int | None = None,
+        connection_rate: Rate | float | tuple[float, float] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        for name, value in (
+            ("max_connections", max_connections),
+            ("max_connections_per_ip", max_connections_per_ip),
+        ):
+            if value is not None and value < 1:
+                raise InvalidOption(f"{name} must be at least 1 or None, not {value!r}")
         self.handler = handler
         self.metrics = metrics if metrics is not None else Metrics()
         self.options = options or ConnectionOptions(
@@ -287,12 +462,46 @@ class Server:
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
         self._max_connections = max_connections
+        self._max_per_ip = max_connections_per_ip
+        rate = Rate.of(connection_rate)
+        self._rates = KeyedBuckets(rate) if rate is not None else None
+        self._count = 0
+        self._per_ip: dict[str, int] = {}
         self._open: set[WebSocket] = set()
         self._http: set[_HTTPProtocol] = set()
+        self._refusing: set[_HTTPProtocol] = set()
+        metrics = self.metrics
+        metrics.describe("tether_connections_open", "TCP connections admitted and open", "gauge")
+        metrics.gauge("tether_connections_open", lambda: float(self._count))
+        metrics.describe(
+            "tether_connections_refused_total", "TCP connections refused at accept, by reason"
+        )
         self._tasks: set[asyncio.Future[Any]] = set()
         self._closing = False
         self._servers: list[asyncio.AbstractServer] = []
         self._closed_event = asyncio.Event()
+
+    def _admit(self, address: str | None) -> _Refusal | None:
+        """Check a new TCP connection against the limits: None admits it."""
+        if self._closing:
+            return _Refusal(503, "shutting_down", "server shutting down", 5)
+        limit = self._max_connections
+        if limit is not None and self._count >= limit:
+            return _Refusal(503, "max_connections", "too many connections", 5)
+        if address is not None:
+            per_ip = self._max_per_ip
+            if per_ip is not None and self._per_ip.get(address, 0) >= per_ip:
+                return _Refusal(429, "max_connections_per_ip", "too many connections", 5)
+            if self._rates is not None:
+                wait = self._rates.take(address, asyncio.get_running_loop().time())
+                if wait is not None:
+                    return _Refusal(429, "connection_rate", "connection rate exceeded", wait)
+        return None
+
+    @property
+    def open_count(self) -> int:
+        """TCP connections admitted and still open (HTTP and WebSocket)."""
+        return self._count
 
     @property
     def connections(self) -> set[WebSocket]:
@@ -370,6 +579,8 @@ class Server:
         self._track(asyncio.ensure_future(self._shutdown(close_connections)))
 
     async def _shutdown(self, close_connections: bool) -> None:
+        for proto in list(self._refusing):
+            proto._drop()
         for proto in list(self._http):
             if proto.transport is not None and not proto.busy:
                 proto.transport.close()
@@ -441,7 +652,16 @@ class serve(Opening[Server]):
         close_timeout: seconds to wait for a closing handshake.
         max_header_size: the largest request head (431 beyond).
         max_body_size: the largest plain HTTP request body (413 beyond).
-        max_connections: above this many open connections, new ones get 503.
+        max_connections: open TCP connections (plain HTTP and WebSocket alike, counted
+            from accept; 10,000 by default; None: no limit). Past it a new connection
+            gets 503 with ``Retry-After`` (plain HTTP), or 101 and close 1013 "try again
+            later" (WebSocket: browsers show a close code, never a status).
+        max_connections_per_ip: open connections per client IP address (None, the
+            default: no limit; behind a proxy every client has the proxy's address).
+            Past it: 429 or close 1013.
+        connection_rate: new connections per second per client IP, a
+            :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)`` (None,
+            the default: no limit). Past it: 429 with ``Retry-After`` or close 1013.
         metrics: where the server counts (a new :class:`~tether.metrics.Metrics` by
             default; ``server.metrics``).
         sock: an already bound socket to listen on, instead of ``host`` and ``port``.
@@ -451,6 +671,7 @@ class serve(Opening[Server]):
     Raises:
         OSError: the address cannot be bound.
         ValueError: an unsupported ``compression``.
+        InvalidOption: a limit below 1 or a rate that is not positive.
         TypeError: an unknown keyword argument (at once, before anything starts).
     """
 
@@ -480,7 +701,9 @@ class serve(Opening[Server]):
         close_timeout: float = 10.0,
         max_header_size: int = 16384,
         max_body_size: int = 2**20,
-        max_connections: int | None = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: int | None = None,
+        connection_rate: Rate | float | tuple[float, float] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         options = ConnectionOptions(
@@ -506,6 +729,8 @@ class serve(Opening[Server]):
             max_header_size=max_header_size,
             max_body_size=max_body_size,
             max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            connection_rate=connection_rate,
             metrics=metrics,
         )
         self._start = (host, port, ssl, sock, backlog, reuse_port)
