@@ -23,6 +23,7 @@ from typing import Any, TypedDict
 from ..asyncio.limits import KeyedBuckets, Rate, TokenBucket
 from ..asyncio.options import Compression
 from ..asyncio.server import HTTPHandler, ProcessRequest
+from ..exceptions import InvalidOption
 from ..metrics import Metrics
 from ..protocol.handshake import Request, Response
 from . import polling, websocket
@@ -35,6 +36,7 @@ from .http import (
     UNSUPPORTED_PROTOCOL_VERSION,
     HTTPResponses,
 )
+from .outbox import Policy, check_policy
 from .packets import OpenPayload, encode_packet, encode_payload
 from .session import Session, SessionHandler, SessionState
 from .transport import Transport
@@ -89,7 +91,15 @@ class EngineServer:
             beyond the burst never reach the handler. None (the default): no limit.
         allow_request: ``async def(request) -> str | None``: a message refuses the
             handshake with 403.
-        max_buffered_packets: the per-session outgoing queue bound.
+        max_buffered_packets: the most messages waiting for one client (1,024).
+        max_buffered_bytes: the most bytes waiting for one client (4 MiB); what the
+            transport takes at once (the WebSocket's write buffer) is not counted.
+        slow_consumer_policy: what happens to a message for a client whose outbox is
+            full, unless the emit or the namespace chose otherwise: ``"disconnect"``
+            (the default), ``"wait"``, ``"drop"``, ``"drop_oldest"`` (``"coalesce"``
+            needs a key, so it is chosen per emit); see :mod:`tether.engine.outbox`.
+        wait_timeout: how long a ``wait`` emitter waits for a full client before that
+            client is disconnected (10 s).
         fallback: ``async def(request) -> Response`` for requests outside ``path``.
         metrics: where the engine counts (a new :class:`~tether.metrics.Metrics` by
             default).
@@ -114,9 +124,20 @@ class EngineServer:
         message_rate: Rate | float | tuple[float, float] | None = None,
         allow_request: Callable[[Request], Awaitable[str | None]] | None = None,
         max_buffered_packets: int = 1024,
+        max_buffered_bytes: int = 4 * 2**20,
+        slow_consumer_policy: Policy = "disconnect",
+        wait_timeout: float = 10.0,
         fallback: Callable[[Request], Awaitable[Response]] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        if check_policy(slow_consumer_policy) == "coalesce":
+            raise InvalidOption("coalesce needs a key: choose it per emit")
+        for name, value in (
+            ("max_buffered_packets", max_buffered_packets),
+            ("max_buffered_bytes", max_buffered_bytes),
+        ):
+            if value < 1:
+                raise InvalidOption(f"{name} must be at least 1, not {value!r}")
         self.handler = handler
         self.metrics = metrics if metrics is not None else Metrics()
         self.path = path.rstrip("/") + "/"
@@ -133,6 +154,9 @@ class EngineServer:
         self.message_rate = Rate.of(message_rate)
         self.allow_request = allow_request
         self.max_buffered_packets = max_buffered_packets
+        self.max_buffered_bytes = max_buffered_bytes
+        self.slow_consumer_policy: Policy = slow_consumer_policy
+        self.wait_timeout = wait_timeout
         self.fallback = fallback
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -147,6 +171,35 @@ class EngineServer:
         )
         metrics.describe(
             "tether_rate_limited_total", "sessions closed past message_rate, by transport"
+        )
+        metrics.describe(
+            "tether_outbox_dropped_total", "messages dropped for slow clients, by policy"
+        )
+        metrics.describe(
+            "tether_outbox_coalesced_total", "queued messages replaced by a newer one of their key"
+        )
+        metrics.describe(
+            "tether_slow_consumer_disconnects_total",
+            "clients disconnected for falling behind, by policy",
+        )
+        metrics.describe(
+            "tether_outbox_bytes", "bytes waiting for slow clients, all sessions", "gauge"
+        )
+        metrics.gauge(
+            "tether_outbox_bytes",
+            lambda: float(sum(s.outbox.bytes for s in self._sessions.values())),
+        )
+        metrics.describe(
+            "tether_outbox_messages", "messages waiting for slow clients, all sessions", "gauge"
+        )
+        metrics.gauge(
+            "tether_outbox_messages",
+            lambda: float(sum(len(s.outbox) for s in self._sessions.values())),
+        )
+        metrics.describe("tether_outbox_bytes_max", "the fullest session's waiting bytes", "gauge")
+        metrics.gauge(
+            "tether_outbox_bytes_max",
+            lambda: float(max((s.outbox.bytes for s in self._sessions.values()), default=0)),
         )
 
     def _spawn(self, coro: Awaitable[Any]) -> None:

@@ -1,15 +1,13 @@
 """One Engine.IO session, whatever transport carries it, and what it tells the layer above.
 
-Every per-session queue is bounded: when the peer cannot keep up and
-``max_buffered_packets`` are waiting, the session is closed ("slow consumer" policy:
-disconnect; the client reconnects and, with connection-state recovery, gets what it
-missed).
+Every per-session queue is an :class:`~tether.engine.outbox.Outbox`, bounded in bytes and
+in messages; what happens to a client that falls behind is the slow-consumer policy each
+message was sent with (see :mod:`tether.engine.outbox`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import logging
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..asyncio.limits import TokenBucket
 from ..exceptions import ConnectionClosed
 from ..protocol.handshake import Request
+from .outbox import Outbox, Policy
 from .packets import Packet, PacketType, decode_packet, encode_packet
 from .transport import PreparedMessage, Transport
 
@@ -82,6 +81,7 @@ class Session:
         "_queue",
         "_rate_bucket",
         "_raw_write",
+        "_room_waiters",
         "_upgrading",
         "closed_reason",
         "data",
@@ -104,9 +104,11 @@ class Session:
         self.data: Any = None
         self.remote_address: Any = None
         self.closed_reason: str | None = None
-        self._queue: collections.deque[Packet] = collections.deque()  # polling outbox
+        max_bytes, max_items = engine.max_buffered_bytes, engine.max_buffered_packets
+        self._queue: Outbox[Packet] = Outbox(max_bytes, max_items)  # polling outbox
         # WebSocket outbox: (message, compress flag of send_nowait)
-        self._backlog: collections.deque[tuple[str | bytes, bool | None]] = collections.deque()
+        self._backlog: Outbox[tuple[str | bytes, bool | None]] = Outbox(max_bytes, max_items)
+        self._room_waiters: list[asyncio.Future[None]] | None = None
         self._poll: asyncio.Future[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -158,23 +160,47 @@ class Session:
 
     # ----------------------------------------------------------------- sending
 
-    def send(self, data: str | bytes, *, compress: bool = False) -> None:
+    @property
+    def outbox(self) -> Outbox[Any]:
+        """What waits for the client now (the polling queue, or the WebSocket's backlog
+        once the session is upgraded)."""
+        if self.ws is not None and not self._upgrading:
+            return self._backlog
+        return self._queue
+
+    def send(
+        self,
+        data: str | bytes,
+        *,
+        compress: bool = False,
+        policy: Policy | None = None,
+        key: str | None = None,
+    ) -> None:
         """Queue a MESSAGE packet; never waits. A no-op once the session is closing.
 
         Args:
             data: the payload.
             compress: allow permessage-deflate for this message (WebSocket, where
                 negotiated).
+            policy: the slow-consumer policy for this message (None: the engine's).
+            key: the coalescing key (with ``policy="coalesce"``).
         """
         if self.state is not SessionState.OPEN:
             return
+        policy = policy or self.engine.slow_consumer_policy
+        if policy == "drop" and not self.writable:
+            self._dropped(policy)
+            return
         ws = self.ws
         if ws is None or self._upgrading:
-            self._enqueue(Packet(PacketType.MESSAGE, data))
+            self._enqueue(Packet(PacketType.MESSAGE, data), policy, key)
             return
-        self._write(ws, data if isinstance(data, bytes) else "4" + data, _compress_flag(compress))
+        frame = data if isinstance(data, bytes) else "4" + data
+        self._write(ws, frame, _compress_flag(compress), policy, key)
 
-    def send_prepared(self, message: PreparedMessage) -> None:
+    def send_prepared(
+        self, message: PreparedMessage, policy: Policy | None = None, key: str | None = None
+    ) -> None:
         """Queue a message encoded once for many sessions (see :class:`PreparedMessage`)."""
         raw = self._raw_write
         ws = self.ws
@@ -194,42 +220,120 @@ class Session:
             return
         if self.state is not SessionState.OPEN:
             return
-        if ws is None or self._upgrading:
-            self._enqueue(Packet(PacketType.MESSAGE, message.data))
+        policy = policy or self.engine.slow_consumer_policy
+        if policy == "drop" and not self.writable:
+            self._dropped(policy)
             return
-        self._write(ws, message.frame, _compress_flag(message.compress))
+        if ws is None or self._upgrading:
+            self._enqueue(Packet(PacketType.MESSAGE, message.data), policy, key)
+            return
+        self._write(ws, message.frame, _compress_flag(message.compress), policy, key)
 
     def _send_encoded(self, frame: str | bytes) -> None:
         """Queue an already encoded Engine.IO packet (``"4..."`` or raw bytes)."""
         ws = self.ws
+        policy = self.engine.slow_consumer_policy
         if ws is None or self._upgrading:
             if isinstance(frame, bytes):
-                self._enqueue(Packet(PacketType.MESSAGE, frame))
+                self._enqueue(Packet(PacketType.MESSAGE, frame), policy, None)
             else:
-                self._enqueue(decode_packet(frame))
+                self._enqueue(decode_packet(frame), policy, None)
             return
         if self.state is SessionState.OPEN:
-            self._write(ws, frame, False)
+            self._write(ws, frame, False, policy, None)
 
-    def _write(self, ws: Transport, frame: str | bytes, compress: bool | None) -> None:
+    def _write(
+        self,
+        ws: Transport,
+        frame: str | bytes,
+        compress: bool | None,
+        policy: Policy,
+        key: str | None,
+    ) -> None:
         if self._backlog or not ws.writable:
-            self._push_backlog(frame, compress)
+            self._push_backlog(frame, compress, policy, key)
             return
         try:
             ws.send_nowait(frame, compress=compress)
         except ConnectionClosed:
             self.close("transport close")
 
-    def _slow_consumer(self, what: str) -> None:
+    def _dropped(self, policy: Policy, count: int = 1) -> None:
+        self.engine.metrics.inc("tether_outbox_dropped_total", count, policy=policy)
+
+    def _pushed(self, outcome: str, outbox: Outbox[Any], policy: Policy) -> bool:
+        """Count what :meth:`Outbox.push` did; False if the session was closed."""
+        if outcome == "queued":
+            return True
+        if outcome == "overflow":
+            self._slow_consumer(policy)
+            return False
+        if outcome == "coalesced":
+            self.engine.metrics.inc("tether_outbox_coalesced_total", policy=policy)
+        elif outbox.evicted:
+            self._dropped(policy, outbox.evicted)  # older messages made room
+        else:
+            self._dropped(policy)
+        return True
+
+    # ----------------------------------------------------------------- backpressure
+
+    @property
+    def full(self) -> bool:
+        """Whether the client's outbox is at its cap (a ``wait`` emitter waits)."""
+        return self.outbox.full
+
+    async def wait_room(self, timeout: float | None) -> bool:
+        """Wait until the outbox is under its cap (or the session closes).
+
+        Returns:
+            False if it was still full after ``timeout`` seconds.
+        """
+        if not self.outbox.full or self.state is not SessionState.OPEN:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._room_waiters is None:
+            self._room_waiters = []
+        self._room_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._room_waiters
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+        return True
+
+    def _room(self, force: bool = False) -> None:
+        waiters = self._room_waiters
+        if waiters and (force or not self.outbox.full):
+            self._room_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _slow_consumer(self, policy: Policy) -> None:
         self.engine.slow_consumer_closes += 1
-        logger.warning("session %s: %s buffer full, closing (slow consumer)", self.sid, what)
+        self.engine.metrics.inc("tether_slow_consumer_disconnects_total", policy=policy)
+        outbox = self.outbox
+        logger.warning(
+            "session %s: outbox full (%d messages, %d bytes), closing (slow consumer, %s)",
+            self.sid,
+            len(outbox),
+            outbox.bytes,
+            policy,
+        )
         self.close("transport error", drain=False)
 
-    def _push_backlog(self, frame: str | bytes, compress: bool | None) -> None:
-        if len(self._backlog) >= self.engine.max_buffered_packets:
-            self._slow_consumer("send")
+    def _push_backlog(
+        self, frame: str | bytes, compress: bool | None, policy: Policy, key: str | None
+    ) -> None:
+        backlog = self._backlog
+        if not self._pushed(
+            backlog.push((frame, compress), len(frame), policy, key), backlog, policy
+        ):
             return
-        self._backlog.append((frame, compress))
         if self._drainer is None:
             self._drainer = asyncio.ensure_future(self._drain_backlog())
 
@@ -238,6 +342,7 @@ class Session:
         while backlog and (not wait_writable or ws.writable):
             frame, compress = backlog.popleft()
             ws.send_nowait(frame, compress=compress)
+        self._room()
 
     async def _drain_backlog(self) -> None:
         ws = self.ws
@@ -250,11 +355,17 @@ class Session:
         finally:
             self._drainer = None
 
-    def _enqueue(self, packet: Packet) -> None:
-        if len(self._queue) >= self.engine.max_buffered_packets:
-            self._slow_consumer("poll")
-            return
-        self._queue.append(packet)
+    def _enqueue(
+        self, packet: Packet, policy: Policy | None = None, key: str | None = None
+    ) -> None:
+        queue = self._queue
+        if policy is None:  # a control packet: never dropped
+            queue.append(packet, 1)
+        else:
+            data = packet.data
+            size = len(data) + 1 if data is not None else 1
+            if not self._pushed(queue.push(packet, size, policy, key), queue, policy):
+                return
         self._wake_poll()
 
     def _wake_poll(self) -> None:
@@ -263,8 +374,8 @@ class Session:
             poll.set_result(None)
 
     def _drain_queue(self) -> list[Packet]:
-        packets = list(self._queue)
-        self._queue.clear()
+        packets = self._queue.take_all()
+        self._room()
         if self.state is SessionState.CLOSING:
             if self._close_pending:
                 self._close_pending = False
@@ -375,6 +486,7 @@ class Session:
                     pass
             self.engine._spawn(ws.close(1000))
         self._backlog.clear()
+        self._room(force=True)
         poll = self._poll
         poll_waiting = poll is not None and not poll.done()
         if drain and send_close and ws is None and (self._queue or not poll_waiting):

@@ -35,7 +35,8 @@ from ..broker import (
     RemoteCommand,
     RequestResult,
 )
-from ..exceptions import AckTimeout
+from ..engine.outbox import Policy, check_policy
+from ..exceptions import AckTimeout, InvalidOption
 from .adapter import LocalAdapter, RoomChange
 from .operator import BroadcastOperator
 from .remote import describe
@@ -198,8 +199,12 @@ class ClusterLink:
         *,
         volatile: bool = False,
         compress: bool = True,
+        policy: Policy | None = None,
+        key: str | None = None,
     ) -> None:
-        """Send an event to the matching sockets of the other nodes.
+        """Send an event to the matching sockets of the other nodes (with the emit's
+        slow-consumer policy: a receiving node cannot make a remote emitter wait, so
+        there ``wait`` queues up to the hard limit, twice the cap, then disconnects).
 
         Raises:
             InvalidState: the broker is closed.
@@ -211,6 +216,10 @@ class ClusterLink:
             flags["volatile"] = True
         if not compress:
             flags["compress"] = False
+        if policy is not None:
+            flags["policy"] = policy
+        if key is not None:
+            flags["key"] = key
         await self.broker.broadcast(
             namespace,
             [event, *args],
@@ -274,6 +283,11 @@ class ClusterLink:
             if event is None:
                 return None
             flags = message.flags
+            try:
+                policy = check_policy(flags.get("policy"), flags.get("key"))
+            except InvalidOption:
+                logger.warning("broadcast with a bad policy from another node: dropped")
+                return None
             ns._broadcast(
                 event,
                 list(message.args),
@@ -281,6 +295,8 @@ class ClusterLink:
                 set(message.except_rooms),
                 bool(flags.get("volatile")),
                 bool(flags.get("compress", True)),
+                policy,
+                flags.get("key"),
             )
             return None
         return self._command(ns, message)

@@ -40,10 +40,11 @@ from typing import Any
 from ..asyncio.limits import Rate
 from ..asyncio.opening import Opening
 from ..asyncio.options import ConnectionOptions, deflate_options
-from ..asyncio.server import ProcessRequest, Server
+from ..asyncio.server import DEFAULT_MAX_CONNECTIONS, ProcessRequest, Server
 from ..broker import ClusterBroker, RequestResult
 from ..broker.base import Broker
 from ..broker.memory import MemoryBroker
+from ..engine.outbox import Policy, check_policy
 from ..engine.server import EngineServer
 from ..engine.session import Session
 from ..exceptions import AckTimeout, ConnectionRefused
@@ -134,7 +135,15 @@ class Hub:
             ``fetch_sockets``, server-side events and acknowledgements then span every
             node; ``.local`` keeps an operation on this node.
         max_attachments: the most binary attachments per packet.
-        max_buffered_packets: per-session outgoing bound (slow consumers are disconnected).
+        max_buffered_packets: the most messages waiting for one client that is behind.
+        max_buffered_bytes: the most bytes waiting for one client that is behind (4 MiB).
+        slow_consumer_policy: what happens at that cap to an emit that chooses nothing
+            (and whose namespace chose nothing): ``"disconnect"`` (the default),
+            ``"wait"``, ``"drop"`` or ``"drop_oldest"``; per emit,
+            ``hub.to(room).policy(...)`` or ``.coalesce(key)``; per namespace,
+            ``hub.of(name).slow_consumer``. See :mod:`tether.engine.outbox`.
+        wait_timeout: how long a ``wait`` emit waits for a client that is behind before
+            that client is disconnected.
         max_pending_handlers: per-client bound on event handlers still running; past it
             a WebSocket client is not read until half have finished.
         max_namespaces_per_connection: namespaces one client connection may be connected
@@ -182,6 +191,9 @@ class Hub:
         broker: Broker | None = None,
         max_attachments: int = 10,
         max_buffered_packets: int = 1024,
+        max_buffered_bytes: int = 4 * 2**20,
+        slow_consumer_policy: Policy = "disconnect",
+        wait_timeout: float = 10.0,
         max_pending_handlers: int = 256,
         max_namespaces_per_connection: int = 64,
         max_rooms_per_socket: int | None = 10_000,
@@ -221,6 +233,9 @@ class Hub:
             session_rate=session_rate,
             message_rate=message_rate,
             max_buffered_packets=max_buffered_packets,
+            max_buffered_bytes=max_buffered_bytes,
+            slow_consumer_policy=slow_consumer_policy,
+            wait_timeout=wait_timeout,
             fallback=fallback,
             metrics=self.metrics,
         )
@@ -320,6 +335,17 @@ class Hub:
         """A broadcast with permessage-deflate allowed (True) or not (False)."""
         return self.of(namespace).compress(value)
 
+    def policy(
+        self, policy: Policy, key: str | None = None, namespace: str = "/"
+    ) -> BroadcastOperator:
+        """A broadcast with a slow-consumer policy (see
+        :meth:`BroadcastOperator.policy`)."""
+        return BroadcastOperator(self.of(namespace)).policy(policy, key)
+
+    def coalesce(self, key: str, namespace: str = "/") -> BroadcastOperator:
+        """A broadcast of which a client that is behind gets only the latest of ``key``."""
+        return BroadcastOperator(self.of(namespace)).coalesce(key)
+
     @property
     def volatile(self) -> BroadcastOperator:
         """A volatile broadcast on the main namespace."""
@@ -339,11 +365,26 @@ class Hub:
         namespace: str = "/",
         volatile: bool = False,
         local: bool = False,
+        policy: Policy | None = None,
+        key: str | None = None,
     ) -> None:
-        """Broadcast an event (to rooms, except rooms, in a namespace)."""
+        """Broadcast an event (to rooms, except rooms, in a namespace), with a
+        slow-consumer ``policy`` (and its coalescing ``key``) if given.
+
+        Raises:
+            InvalidOption: an unknown policy, or a key without ``"coalesce"``.
+        """
         rooms = {to} if isinstance(to, str) else set(to or ())
         excluded = {except_} if isinstance(except_, str) else set(except_ or ())
-        op = BroadcastOperator(self.of(namespace), rooms, excluded, volatile=volatile, local=local)
+        op = BroadcastOperator(
+            self.of(namespace),
+            rooms,
+            excluded,
+            volatile=volatile,
+            local=local,
+            policy=check_policy(policy, key),
+            key=key,
+        )
         await op.emit(event, *args)
 
     # ------------------------------------------------------------------ broker
@@ -440,7 +481,9 @@ class Hub:
         open_timeout: float | None = 10.0,
         close_timeout: float = 10.0,
         max_header_size: int = 16384,
-        max_connections: int | None = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: int | None = None,
+        connection_rate: Rate | float | tuple[float, float] | None = None,
     ) -> HubServe:
         """Serve the hub on ``host:port`` with tether's server (both transports, one port).
 
@@ -468,7 +511,14 @@ class Hub:
             open_timeout: seconds for a client to send a complete request.
             close_timeout: seconds to wait for closing handshakes and handlers.
             max_header_size: the largest request head, in bytes.
-            max_connections: above this many open WebSocket connections, new ones get 503.
+            max_connections: open TCP connections, polling and WebSocket alike, counted
+                from accept (10,000; None: no limit); past it 503 with ``Retry-After``,
+                or close 1013 on a WebSocket.
+            max_connections_per_ip: open connections per client IP (None: no limit);
+                past it 429, or close 1013.
+            connection_rate: new connections per second per client IP (a
+                :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)``;
+                None: no limit); past it 429 with ``Retry-After``, or close 1013.
 
         Raises:
             OSError: the address cannot be bound (when awaited or entered).
@@ -493,6 +543,8 @@ class Hub:
             max_header_size=max_header_size,
             max_body_size=engine.max_payload + 65536,
             max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            connection_rate=connection_rate,
             metrics=self.metrics,
         )
         return HubServe(self, server, (host, port, ssl, sock, backlog, reuse_port))

@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..broker import RequestResult
+from ..engine.outbox import Policy, check_policy
 from ..engine.transport import PreparedMessage
+from ..exceptions import InvalidOption
 from .cluster import ClusterAdapter
 from .operator import BroadcastOperator
 from .packets import encode_event
@@ -15,6 +17,7 @@ from .remote import RemoteSocket, SocketList
 from .socket import Socket
 
 if TYPE_CHECKING:
+    from ..engine.session import Session
     from .hub import Hub
 
 __all__ = ["Handler", "Middleware", "Namespace"]
@@ -43,6 +46,24 @@ class Namespace:
         )
         #: Created on demand by a dynamic namespace (freed when its last socket leaves).
         self.dynamic = False
+        self._policy: Policy | None = None
+
+    @property
+    def slow_consumer(self) -> Policy | None:
+        """The slow-consumer policy of this namespace's emits that choose none (None:
+        the hub's). One of ``"wait"``, ``"drop"``, ``"drop_oldest"``, ``"disconnect"``
+        (``"coalesce"`` needs a key: choose it per emit). See :mod:`tether.engine.outbox`.
+
+        Raises:
+            InvalidOption: an unknown policy, or ``"coalesce"``.
+        """
+        return self._policy
+
+    @slow_consumer.setter
+    def slow_consumer(self, policy: Policy | None) -> None:
+        if check_policy(policy) == "coalesce":
+            raise InvalidOption("coalesce needs a key: choose it per emit")
+        self._policy = policy
 
     def _inherit(self, parent: Namespace) -> None:
         """Take the handlers and middlewares of a dynamic namespace's parent."""
@@ -51,6 +72,7 @@ class Namespace:
         self._on_connect = list(parent._on_connect)
         self._on_disconnect = list(parent._on_disconnect)
         self._middlewares = list(parent._middlewares)
+        self._policy = parent._policy
 
     # ------------------------------------------------------------------ registration
 
@@ -108,6 +130,14 @@ class Namespace:
         """A broadcast to this node only."""
         return BroadcastOperator(self, local=True)
 
+    def policy(self, policy: Policy, key: str | None = None) -> BroadcastOperator:
+        """A broadcast with a slow-consumer policy (see :meth:`BroadcastOperator.policy`)."""
+        return BroadcastOperator(self).policy(policy, key)
+
+    def coalesce(self, key: str) -> BroadcastOperator:
+        """A broadcast of which a client that is behind gets only the latest of ``key``."""
+        return BroadcastOperator(self).coalesce(key)
+
     def timeout(self, seconds: float) -> BroadcastOperator:
         """A broadcast with acknowledgements."""
         return BroadcastOperator(self, timeout=seconds)
@@ -157,9 +187,17 @@ class Namespace:
         except_rooms: set[str],
         volatile: bool,
         compress: bool = True,
-    ) -> None:
+        policy: Policy | None = None,
+        key: str | None = None,
+    ) -> list[Session]:
+        """Deliver to this node's matching sockets; return the sessions left with a full
+        outbox (for a ``wait`` emitter to wait on)."""
+        if volatile:
+            policy, key = "drop", None
+        elif policy is None:
+            policy = self._policy or self.hub.engine.slow_consumer_policy
         log = self.recovery_log
-        if log is not None and not volatile:
+        if log is not None and policy != "drop":
             offset = log.next_offset()
             pieces = encode_event(self.name, event, [*args, offset])
             log.record(offset, pieces, rooms, except_rooms)
@@ -167,19 +205,19 @@ class Namespace:
             pieces = encode_event(self.name, event, args)
         targets = self._match(rooms, except_rooms)
         if not targets:
-            return
+            return []
         if len(pieces) == 1:
             # Encode once: the engine shares one message (and one WebSocket frame, where
             # it can) between every recipient.
             message = PreparedMessage(pieces[0], compress=compress)
             for socket in targets:
-                session = socket.client.session
-                if volatile and not session.writable:
-                    continue
-                session.send_prepared(message)
+                socket.client.session.send_prepared(message, policy, key)
         else:
             for socket in targets:
-                socket._send(pieces, volatile, compress)
+                socket._send(pieces, False, compress, policy, key)
+        if policy != "wait":
+            return []
+        return [s for s in (t.client.session for t in targets) if s.full]
 
     def _holds_recovery(self) -> bool:
         log = self.recovery_log

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..broker import RequestResult
+from ..engine.outbox import Policy, check_policy
 from ..exceptions import AckTimeout
 from .remote import RemoteSocket, SocketList
 
@@ -29,6 +30,8 @@ class BroadcastOperator:
         local: bool = False,
         timeout: float | None = None,
         compress: bool = True,
+        policy: Policy | None = None,
+        key: str | None = None,
     ) -> None:
         self._ns = namespace
         self._rooms = rooms or set()
@@ -37,6 +40,8 @@ class BroadcastOperator:
         self._local = local
         self._timeout = timeout
         self._compress = compress
+        self._policy = policy
+        self._key = key
 
     def _copy(self, **changes: Any) -> BroadcastOperator:
         values: dict[str, Any] = {
@@ -46,6 +51,8 @@ class BroadcastOperator:
             "local": self._local,
             "timeout": self._timeout,
             "compress": self._compress,
+            "policy": self._policy,
+            "key": self._key,
         }
         values.update(changes)
         rooms = values.pop("rooms")
@@ -72,6 +79,22 @@ class BroadcastOperator:
         """Only this node's sockets (no fan-out through the broker)."""
         return self._copy(local=True)
 
+    def policy(self, policy: Policy, key: str | None = None) -> BroadcastOperator:
+        """The slow-consumer policy of this emit, for clients that are behind:
+        ``"wait"`` (the emit waits until every such local client has room),
+        ``"drop"``, ``"drop_oldest"``, ``"coalesce"`` (with ``key``: only the latest
+        message of that key waits) or ``"disconnect"``. See :mod:`tether.engine.outbox`.
+
+        Raises:
+            InvalidOption: an unknown policy, or a key without ``"coalesce"``.
+        """
+        return self._copy(policy=check_policy(policy, key), key=key)
+
+    def coalesce(self, key: str) -> BroadcastOperator:
+        """Shorthand for ``policy("coalesce", key)``: a client that is behind gets only
+        the latest message of ``key`` (a ticker symbol, a cursor, a presence entry)."""
+        return self.policy("coalesce", key)
+
     def compress(self, value: bool = True) -> BroadcastOperator:
         """Allow (True, the default) or forbid permessage-deflate for the event on
         WebSocket transports; it only applies when the server was started with
@@ -97,17 +120,37 @@ class BroadcastOperator:
             InvalidState: the broker is closed.
             BufferFull: the broker cannot reach its transport and its buffer is full.
         """
-        self._ns._broadcast(event, args, self._rooms, self._except, self._volatile, self._compress)
+        ns = self._ns
+        full = ns._broadcast(
+            event,
+            args,
+            self._rooms,
+            self._except,
+            self._volatile,
+            self._compress,
+            self._policy,
+            self._key,
+        )
         if not self._local:
-            await self._ns.hub._cluster.broadcast(
-                self._ns.name,
+            await ns.hub._cluster.broadcast(
+                ns.name,
                 event,
                 args,
                 self._rooms,
                 self._except,
                 volatile=self._volatile,
                 compress=self._compress,
+                policy=self._policy,
+                key=self._key,
             )
+        if full:
+            # "wait": backpressure to the emitter, bounded by wait_timeout; a client
+            # still full then is disconnected so it cannot hold every emitter.
+            timeout = ns.hub.engine.wait_timeout
+            waits = await asyncio.gather(*(session.wait_room(timeout) for session in full))
+            for session, ok in zip(full, waits, strict=True):
+                if not ok:
+                    session._slow_consumer("wait")
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send an event to every matching socket of every live node and gather their

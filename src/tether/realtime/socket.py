@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..engine.outbox import Policy, check_policy
 from ..engine.session import Session
 from ..exceptions import AckTimeout, Disconnected, LimitExceeded
 from .adapter import RoomChange
@@ -78,33 +79,71 @@ class Socket:
     # ------------------------------------------------------------------ emitting
 
     def _send(
-        self, pieces: list[str | bytes], volatile: bool = False, compress: bool = False
+        self,
+        pieces: list[str | bytes],
+        volatile: bool = False,
+        compress: bool = False,
+        policy: Policy | None = None,
+        key: str | None = None,
     ) -> None:
         session = self.client.session
-        if volatile and not session.writable:
+        if volatile:
+            policy, key = "drop", None
+        elif policy is None:
+            policy = self.namespace._policy or session.engine.slow_consumer_policy
+        if policy == "drop" and not session.writable:
+            session._dropped("drop")
             return
+        if len(pieces) > 1 and policy in ("drop_oldest", "coalesce"):
+            # A packet with binary attachments is several messages: only as a whole
+            # may it be dropped, so it is queued like a disconnect-policy one.
+            policy, key = "disconnect", None
         for piece in pieces:
-            session.send(piece, compress=compress)
+            session.send(piece, compress=compress, policy=policy, key=key)
 
     async def emit(
-        self, event: str, *args: Any, volatile: bool = False, compress: bool = True
+        self,
+        event: str,
+        *args: Any,
+        volatile: bool = False,
+        compress: bool = True,
+        policy: Policy | None = None,
+        key: str | None = None,
     ) -> None:
         """Send an event to this client.
 
         Args:
             event: the event name.
             *args: its arguments (JSON values; bytes become binary attachments).
-            volatile: drop the event if the client cannot take it right now.
+            volatile: drop the event if the client cannot take it right now (the
+                ``"drop"`` policy).
             compress: allow permessage-deflate for it (WebSocket, when the server was
                 started with compression and the message is above its threshold);
                 False sends it uncompressed.
+            policy: the slow-consumer policy if the client is behind (None: the
+                namespace's, else the hub's); with ``"wait"`` this waits until the
+                client's outbox is under its cap. See :mod:`tether.engine.outbox`.
+            key: the coalescing key, with ``policy="coalesce"``.
 
         Raises:
             ValueError: a reserved event name.
             TypeError: arguments JSON cannot represent.
+            InvalidOption: an unknown policy, or a key without ``"coalesce"``.
         """
+        policy = check_policy(policy, key)
         if self.connected:
-            self._send(encode_event(self.namespace.name, event, args), volatile, compress)
+            self._send(
+                encode_event(self.namespace.name, event, args), volatile, compress, policy, key
+            )
+            session = self.client.session
+            chosen = policy or self.namespace._policy or session.engine.slow_consumer_policy
+            if (
+                chosen == "wait"
+                and not volatile
+                and session.full
+                and not await session.wait_room(session.engine.wait_timeout)
+            ):
+                session._slow_consumer("wait")
 
     def emit_nowait(self, event: str, *args: Any) -> None:
         """Like :meth:`emit`, without awaiting (for sync code)."""
