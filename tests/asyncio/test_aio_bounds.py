@@ -228,3 +228,26 @@ async def test_million_tiny_fragments_bounded_and_others_served() -> None:
     finally:
         server.close()
         await asyncio.wait_for(server.wait_closed(), BOUND)
+
+
+async def test_close_completes_while_the_incoming_queue_is_full() -> None:
+    """A client that stopped reading (its queue full, reading paused) and then closes:
+    what still comes before the server's close frame is dropped, so the closing
+    handshake completes (1000) instead of ending in an abort (1006) at close_timeout."""
+    flooding = asyncio.Event()
+
+    async def flood(ws: tether.WebSocket) -> None:
+        while True:
+            await ws.send("x" * 16384)
+            flooding.set()
+
+    async with tether.serve(flood, HOST, 0, close_timeout=3) as server:
+        ws = await tether.connect(f"ws://{HOST}:{server.port}/", close_timeout=3, compression=None)
+        ws.hold_reading(True)
+        await asyncio.wait_for(flooding.wait(), BOUND)
+        await asyncio.sleep(0.3)  # the server fills the socket buffers and its own
+        ws.hold_reading(False)  # reading resumes, until the queue is full again
+        await asyncio.sleep(0.1)
+        assert ws._reading_paused
+        await ws.close()
+        assert ws.close_code == 1000

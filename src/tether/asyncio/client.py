@@ -298,7 +298,8 @@ class connect(Opening[WebSocket]):
         ws.attach(transport, leftover)
         transport.resume_reading()
         ws.start_callbacks()
-        ws.log.debug("connected to %s", uri.host_header + uri.target)
+        # The path only: a query may carry a token, and tokens never reach the logs.
+        ws.log.debug("connected to %s", uri.host_header + uri.target.partition("?")[0])
         return ws
 
     async def _dispose(self, value: WebSocket, exc: BaseException | None) -> None:

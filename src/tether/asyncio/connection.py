@@ -90,6 +90,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         "_cork",
         "_cork_size",
         "_direct",
+        "_discarding",
         "_drain_waiter",
         "_held",
         "_keepalive",
@@ -161,6 +162,10 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         self._direct: Callable[[Data], Any] | None = None
         self._cork: list[bytes] | None = None
         self._held = False  # reading held by the layer above (see hold_reading)
+        # Set by close(): the application is done reading; what still comes before the
+        # peer's close frame is dropped (RFC 6455 1.4), so a full queue cannot keep the
+        # close frame unread.
+        self._discarding = False
         self._cork_size = 0
         self.on_error: Callable[[BaseException], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
@@ -281,7 +286,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                         except Exception as exc:
                             self.log.exception("error in on_message callback")
                             self._fire("on_error", exc)
-                    else:
+                    elif not self._discarding:
                         payload: Data = event.data  # type: ignore[union-attr]
                         messages.append(payload)
                         self._queued_bytes += len(payload)
@@ -294,10 +299,12 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                 self._recv_waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            conn.held_bytes = self._queued_bytes
+            conn.held_bytes = 0 if self._discarding else self._queued_bytes
             if (
-                len(messages) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes
-            ) and not self._reading_paused:
+                (len(messages) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes)
+                and not self._reading_paused
+                and not self._discarding
+            ):
                 self._reading_paused = True
                 self.transport.pause_reading()  # type: ignore[union-attr]
         if conn.stalled:
@@ -338,6 +345,8 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
 
     def _should_read(self) -> bool:
         """Whether reading may resume (hysteresis: the queue down to a quarter)."""
+        if self._discarding:
+            return True
         if self._held:
             return False
         if len(self._messages) > self.max_queue // 4:
@@ -479,6 +488,12 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
             conn.send_close(code, reason)
             self._flush_conn()
             self._after_close_step()
+            self._discarding = True
+            self._held = False
+            conn.held_bytes = 0
+            if self._reading_paused and not self._resume_scheduled:
+                self._resume_scheduled = True
+                self._loop.call_soon(self._resume_parsing)
         else:
             # validate arguments all the same: misuse raises at once
             serialize_close(code, reason)

@@ -403,7 +403,8 @@ class _HTTPProtocol(asyncio.Protocol):
         if not transport.is_closing():
             transport.resume_reading()
         if logger.isEnabledFor(logging.DEBUG):
-            ws.log.debug("open %s %s", request.target, ws.remote_address)
+            # The path only: a query may carry a token, and tokens never reach the logs.
+            ws.log.debug("open %s %s", request.target.partition("?")[0], ws.remote_address)
         request.headers.compact()
         ws.start_callbacks()
         # The handler runs in a task of its own, so this HTTP protocol (parser, buffers)

@@ -350,6 +350,7 @@ class EngineServer:
     def _open_session(self, request: Request, transport: str) -> Session:
         sid = secrets.token_urlsafe(15)
         session = Session(self, sid, request, transport)
+        session.remote_address = request.remote_address  # the WebSocket path sets its own
         self._sessions[sid] = session
         self.metrics.inc("tether_sessions_opened_total", transport=transport)
         upgrades = (

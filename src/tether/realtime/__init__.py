@@ -4,6 +4,15 @@ and a Python client with automatic reconnection."""
 from __future__ import annotations
 
 from ..exceptions import AckTimeout
+from .auth import (
+    Authenticator,
+    JWTVerifier,
+    RevokeResult,
+    from_auth,
+    from_cookie,
+    from_header,
+    from_query,
+)
 from .client import BufferFull, Client, ConnectError, Disconnected, NamespaceSocket
 from .hub import ConnectionRefused, Hub, HubServe, HubServer
 from .namespace import Namespace
@@ -14,6 +23,7 @@ from .socket import Socket
 
 __all__ = [
     "AckTimeout",
+    "Authenticator",
     "BroadcastOperator",
     "BufferFull",
     "Client",
@@ -23,10 +33,16 @@ __all__ = [
     "Hub",
     "HubServe",
     "HubServer",
+    "JWTVerifier",
     "Namespace",
     "NamespaceSocket",
     "Recovery",
     "RemoteSocket",
+    "RevokeResult",
     "Socket",
     "SocketList",
+    "from_auth",
+    "from_cookie",
+    "from_header",
+    "from_query",
 ]
