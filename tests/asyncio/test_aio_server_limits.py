@@ -247,3 +247,22 @@ def test_limits_below_one_are_refused_at_once() -> None:
         tether.serve(echo, HOST, 0, max_connections_per_ip=0)
     with pytest.raises(InvalidOption, match="rate"):
         tether.serve(echo, HOST, 0, connection_rate=0)
+
+
+async def test_message_rate_per_connection_closes_with_1008() -> None:
+    async with tether.serve(echo, HOST, 0, message_rate=(10, 10)) as server:
+        async with tether.connect(f"ws://{HOST}:{server.port}/") as ws:
+            for i in range(50):  # far past the burst of 10, at once
+                await ws.send(str(i))
+            echoed = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    echoed.append(await asyncio.wait_for(ws.recv(), BOUND))
+            assert closed.value.code == 1008
+            assert closed.value.reason == "message rate exceeded"
+            assert echoed == [str(i) for i in range(len(echoed))]
+            assert len(echoed) <= 10
+        # Another connection has a bucket of its own.
+        async with tether.connect(f"ws://{HOST}:{server.port}/") as ws:
+            await ws.send("fresh")
+            assert await asyncio.wait_for(ws.recv(), BOUND) == "fresh"

@@ -35,6 +35,7 @@ from ..protocol.events import BinaryMessage, CloseReceived, Pong, TextMessage
 from ..protocol.frames import serialize_close
 from ..protocol.handshake import Request, Response
 from .keepalive import Keepalive
+from .limits import Rate, TokenBucket
 from .linger import LINGER_TIMEOUT, linger_close
 from .messages import Data, MessageQueue
 from .sending import Sender, broadcast
@@ -102,6 +103,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         "_pings",
         "_pump",
         "_queued_bytes",
+        "_rate_bucket",
         "_reading_paused",
         "_recv_waiter",
         "_resume_scheduled",
@@ -139,8 +141,12 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
+        message_rate: Rate | None = None,
     ) -> None:
         self.conn = connection
+        # Incoming messages per second (a token bucket); past it the connection is
+        # closed with 1008. None: no limit.
+        self._rate_bucket = TokenBucket(message_rate) if message_rate is not None else None
         #: The byte bound of the incoming queue (shared with the protocol's, see
         #: :class:`~tether.protocol.Connection` ``max_queue_bytes``).
         self.max_queue_bytes = connection.max_queue_bytes
@@ -275,9 +281,16 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         if events:
             messages = self._messages
             direct = self._direct
+            bucket = self._rate_bucket
+            now = self._loop.time() if bucket is not None else 0.0
             for event in events:
                 cls = event.__class__
                 if cls is TextMessage or cls is BinaryMessage:
+                    if bucket is not None and not bucket.take(now):
+                        self._over_rate()
+                        bucket = None  # the rest of this batch is dropped below
+                    if self._discarding:
+                        continue
                     if direct is not None:
                         # Browser-like delivery: a plain callback runs right here, in order,
                         # with no queue and no task (the fastest path).
@@ -286,7 +299,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
                         except Exception as exc:
                             self.log.exception("error in on_message callback")
                             self._fire("on_error", exc)
-                    elif not self._discarding:
+                    else:
                         payload: Data = event.data  # type: ignore[union-attr]
                         messages.append(payload)
                         self._queued_bytes += len(payload)
@@ -336,6 +349,17 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
             # resumes), so nothing the peer sends makes us queue output without bound.
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _over_rate(self) -> None:
+        """The peer sends more messages per second than ``message_rate`` allows: close
+        with 1008 (policy violation) and drop what it still sends before its close."""
+        if self.conn.state is not State.OPEN:
+            return
+        self.log.info("message rate exceeded: closing (1008)")
+        self.conn.send_close(1008, "message rate exceeded")
+        self._discarding = True
+        self.conn.held_bytes = 0
+        self._flush_conn()
 
     def _pause_on_write(self) -> bool:
         # The server stops reading a client that does not read. Not a client: if both

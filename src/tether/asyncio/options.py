@@ -13,6 +13,7 @@ from ..protocol.connection import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_SIZE, Con
 from ..protocol.deflate import DeflateOptions, PerMessageDeflate
 from ..protocol.handshake import Request, Response
 from .connection import WebSocket
+from .limits import Rate
 
 __all__ = ["Compression", "ConnectionOptions", "deflate_options"]
 
@@ -62,6 +63,8 @@ class ConnectionOptions:
         open_timeout: server: seconds for a client to send a complete request (408
             after); client: seconds for the whole opening handshake (TCP, TLS, HTTP).
         close_timeout: seconds to wait for the closing handshake.
+        message_rate: incoming messages per second per connection (a token bucket);
+            past it the connection is closed with 1008. None: no limit.
     """
 
     side: Side
@@ -74,6 +77,7 @@ class ConnectionOptions:
     ping_timeout: float | None = 20.0
     open_timeout: float | None = 10.0
     close_timeout: float = 10.0
+    message_rate: Rate | None = None
 
     def websocket(
         self,
@@ -106,4 +110,5 @@ class ConnectionOptions:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
+            message_rate=self.message_rate,
         )

@@ -660,6 +660,9 @@ class serve(Opening[Server]):
         max_connections_per_ip: open connections per client IP address (None, the
             default: no limit; behind a proxy every client has the proxy's address).
             Past it: 429 or close 1013.
+        message_rate: incoming messages per second per connection, a
+            :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)`` (None,
+            the default: no limit); past it the connection is closed with 1008.
         connection_rate: new connections per second per client IP, a
             :class:`~tether.asyncio.limits.Rate`, a number or ``(rate, burst)`` (None,
             the default: no limit). Past it: 429 with ``Retry-After`` or close 1013.
@@ -705,6 +708,7 @@ class serve(Opening[Server]):
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         max_connections_per_ip: int | None = None,
         connection_rate: Rate | float | tuple[float, float] | None = None,
+        message_rate: Rate | float | tuple[float, float] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         options = ConnectionOptions(
@@ -718,6 +722,7 @@ class serve(Opening[Server]):
             ping_timeout=ping_timeout,
             open_timeout=open_timeout,
             close_timeout=close_timeout,
+            message_rate=Rate.of(message_rate),
         )
         self._server = Server(
             handler,
