@@ -22,7 +22,7 @@ node-deps: $(NODE_DIR)/node_modules/.installed
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
-	bash $(NODE_DIR)/install-chromium.sh
+	bash $(NODE_DIR)/install-system-packages.sh
 	touch $@
 
 run: install node-deps

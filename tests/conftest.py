@@ -5,7 +5,7 @@
   reference peers, socket.io, the headless-Chromium driver). Skips only when ``node`` itself
   is missing; installs ``tests/node/node_modules`` with ``npm ci`` when they are absent.
 - ``chromium``: the path to Debian's headless Chromium (skips when it is not installed; see
-  ``tests/node/install-chromium.sh``).
+  ``tests/node/install-system-packages.sh``).
 
 Every child process is started as the leader of its own process group and, when it outlives
 its time budget or the test, killed through that group id, so a browser started by a
@@ -326,7 +326,7 @@ def node() -> Node:
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     if not (CHROMIUM_PATH.is_file() and os.access(CHROMIUM_PATH, os.X_OK)):
-        pytest.skip(f"{CHROMIUM_PATH} is missing: run tests/node/install-chromium.sh")
+        pytest.skip(f"{CHROMIUM_PATH} is missing: run tests/node/install-system-packages.sh")
     return CHROMIUM_PATH
 
 

@@ -5,7 +5,10 @@ Events (the same in ``cluster_pysocketio_server.py`` and ``cluster_node_server.j
 - ``join`` with a room name: join it cluster-wide (``await socket.join``), ack ``true``;
 - ``pub`` with (room, payload): ``hub.to(room).emit("m", payload)`` (the payload carries
   the generator's send timestamp), ack ``true`` once the emit returned;
-- ``stats``: ack ``hub.broker.stats.snapshot()`` (what this node read from Redis).
+- ``stats``: ack ``hub.broker.stats.snapshot()`` (what this node read from Redis);
+- ``echo`` with a value: ack it (``bench/polling_cluster.py``), and ``forwarded``: ack
+  how many polling requests this node forwarded to the sessions' owners and served for
+  other nodes.
 
 Prints "cluster-tether listening on PORT" when ready; stops on SIGTERM.
 """
@@ -44,6 +47,17 @@ async def main() -> None:
     async def pub(socket: Socket, room: str, payload: Any) -> bool:
         await hub.to(room).emit("m", payload)
         return True
+
+    @hub.on("echo")
+    async def echo(socket: Socket, value: Any) -> Any:
+        return value
+
+    @hub.on("forwarded")
+    async def forwarded(socket: Socket) -> dict[str, float]:
+        return {
+            "forwarded": hub.metrics.total("tether_polling_forwarded_total"),
+            "served": hub.metrics.total("tether_polling_served_for_others_total"),
+        }
 
     @hub.on("stats")
     async def stats(socket: Socket) -> dict[str, Any]:

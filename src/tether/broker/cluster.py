@@ -46,7 +46,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from ..exceptions import InvalidState
+from ..exceptions import BufferFull, InvalidState
 from .base import Broker, Envelope, Subscriber
 from .channels import (
     ChannelInfo,
@@ -160,6 +160,8 @@ class ClusterBroker(Broker):
         self._envelope_subscribers: dict[str, list[Subscriber]] = {}
         self._inbox = Inbox(queue_size, handler_timeout, max_detached, self.stats, self._handlers)
         self._pending = PendingRequests(max_pending_requests, self.stats)
+        self._kind_limits: dict[str, int] = {}
+        self._pending_by_kind: dict[str, int] = {}
         self._answers = Answers(
             self.node_id, max_concurrent_requests, self.stats, self._transport_reply
         )
@@ -222,6 +224,20 @@ class ClusterBroker(Broker):
             self._on_message = on_message
         if on_request is not None:
             self._answers.handler = on_request
+
+    def set_request_limit(self, kind: str, limit: int) -> None:
+        """Give requests of ``kind`` a budget of their own, both ways: at most ``limit``
+        of them waiting for replies here and ``limit`` being answered here, instead of
+        ``max_pending_requests`` / ``max_concurrent_requests`` (for requests that wait
+        long by design and are bounded by whoever sends them: a forwarded long-poll).
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+        """
+        if limit < 1:
+            raise ValueError(f"a request limit must be at least 1, not {limit!r}")
+        self._kind_limits[kind] = limit
+        self._answers.kind_limits[kind] = limit
 
     async def start(self) -> None:
         """Connect and start the worker; idempotent. Other methods call it when needed.
@@ -414,7 +430,11 @@ class ClusterBroker(Broker):
         timeout = self.request_timeout if timeout is None else timeout
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        self._pending.check_room()
+        kind_limit = self._kind_limits.get(kind)
+        if kind_limit is None:
+            self._pending.check_room()
+        elif self._pending_by_kind.get(kind, 0) >= kind_limit:
+            raise BufferFull(f"{kind_limit} {kind} requests are already waiting")
         deadline = time.monotonic() + timeout
         asked = None if nodes is None else set(nodes)
         try:
@@ -432,6 +452,7 @@ class ClusterBroker(Broker):
             pending.give_up(asked - targets)
         self.stats.requests_sent += 1
         local: asyncio.Task[None] | None = None
+        self._pending_by_kind[kind] = self._pending_by_kind.get(kind, 0) + 1
         try:
             remote = sorted(targets - {self.node_id})
             if self.node_id in targets:
@@ -455,6 +476,7 @@ class ClusterBroker(Broker):
                         pending.give_up(remote_waiting - set(alive))
             return pending.result(timed_out=timed_out)
         finally:
+            self._pending_by_kind[kind] -= 1
             self._pending.close(request_id)
             if local is not None and not local.done():
                 local.cancel()

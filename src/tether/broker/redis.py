@@ -83,6 +83,9 @@ class RedisBroker(ClusterBroker):
         reconnect_min: first reconnect delay, doubled up to ``reconnect_max`` (jittered).
         reconnect_max: longest reconnect delay.
         socket_timeout: timeout of commands and of connecting.
+        max_connections: Redis connections for commands (the pub/sub connection aside);
+            a command waits for a free one (up to ``socket_timeout``) instead of failing,
+            so a burst of publishes and replies is queued, not refused.
         **options: the options of :class:`~tether.broker.cluster.ClusterBroker`
             (``queue_size``, ``handler_timeout``, ``request_timeout``...).
 
@@ -106,6 +109,7 @@ class RedisBroker(ClusterBroker):
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
         socket_timeout: float = 5.0,
+        max_connections: int = 64,
         **options: Any,
     ) -> None:
         try:
@@ -124,10 +128,12 @@ class RedisBroker(ClusterBroker):
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
             socket_timeout=socket_timeout,
+            max_connections=max_connections,
         )
         options.setdefault("subscribe_timeout", max(socket_timeout, 1.0))
         super().__init__(prefix=prefix, node_id=node_id, **options)
         self.url = url
+        self._max_connections = max_connections
         self.heartbeat_interval = heartbeat_interval
         self.node_ttl = 3 * heartbeat_interval
         self._ping_interval = ping_interval
@@ -183,13 +189,18 @@ class RedisBroker(ClusterBroker):
 
         # No retries inside redis-py: a failed command must fail at once so the outage
         # policy above (buffer, backoff, resubscribe) is the only one in play.
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: past max_connections a command waits for a connection (bounded
+        # by socket_timeout) rather than failing with "too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=self._max_connections,
+            timeout=self._socket_timeout,
             socket_timeout=self._socket_timeout,
             socket_connect_timeout=self._socket_timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         loop = asyncio.get_running_loop()
         for coro, name in (
             (self._supervise(), "pubsub"),

@@ -148,6 +148,10 @@ class Answers:
         """The ``on_request`` handler (without one a node answers ``None``)."""
         self.tasks: set[asyncio.Task[None]] = set()
         """The requests being handled (the broker cancels them when it closes)."""
+        self.kind_limits: dict[str, int] = {}
+        """Kinds with a budget of their own instead of ``max_concurrent``: requests that
+        legitimately wait long (a forwarded long-poll) and are bounded by their sender."""
+        self._by_kind: dict[str, set[asyncio.Task[None]]] = {}
 
     async def answer(self, request: NodeRequest) -> Reply:
         """Run the handler on ``request``; a handler that raises makes an error reply."""
@@ -167,12 +171,23 @@ class Answers:
     def incoming(self, request: NodeRequest) -> None:
         """Answer a request of another node in a task of its own (refuse it when busy)."""
         loop = asyncio.get_running_loop()
-        if len(self.tasks) >= self._max_concurrent:
+        limit = self.kind_limits.get(request.kind)
+        if limit is not None:
+            running = self._by_kind.setdefault(request.kind, set())
+            busy = len(running) >= limit
+        else:
+            running = None
+            special = sum(len(tasks) for tasks in self._by_kind.values())
+            busy = len(self.tasks) - special >= self._max_concurrent
+        if busy:
             self._stats.requests_refused += 1
             reply = Reply(request.request_id, self._node_id, False, error="busy")
             task = loop.create_task(self._reply(request.origin, reply))
         else:
             task = loop.create_task(self._handle(request))
+            if running is not None:
+                running.add(task)
+                task.add_done_callback(running.discard)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

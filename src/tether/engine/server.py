@@ -159,6 +159,12 @@ class EngineServer:
         self.wait_timeout = wait_timeout
         self.fallback = fallback
         self._sessions: dict[str, Session] = {}
+        #: Prepended to every new sid (the hub puts its node id there, so that any node
+        #: can tell which one owns a session).
+        self.sid_prefix = ""
+        #: ``async def(request, sid) -> Response | None``: serve a polling request whose
+        #: session is not here (None: it is unknown, 400).
+        self.forward: Callable[[Request, str], Awaitable[Response | None]] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self.slow_consumer_closes = 0
         metrics = self.metrics
@@ -271,6 +277,15 @@ class EngineServer:
                     ),
                 ]
             return Response(204, headers)
+        forward = self.forward
+        if forward is not None and "sid=" in request.query:
+            # A polling request for a session another node owns (behind a load balancer
+            # without sticky sessions): the owner serves it, through the cluster.
+            sid = dict(urllib.parse.parse_qsl(request.query)).get("sid")
+            if sid is not None and sid not in self._sessions:
+                response = await forward(request, sid)
+                if response is not None:
+                    return response
         query, error = self._check(request, "polling")
         if error is not None:
             return error
@@ -348,7 +363,7 @@ class EngineServer:
         return self.http.ok(request, encode_payload(session._drain_queue()))
 
     def _open_session(self, request: Request, transport: str) -> Session:
-        sid = secrets.token_urlsafe(15)
+        sid = self.sid_prefix + secrets.token_urlsafe(15)
         session = Session(self, sid, request, transport)
         session.remote_address = request.remote_address  # the WebSocket path sets its own
         self._sessions[sid] = session

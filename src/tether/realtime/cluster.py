@@ -37,6 +37,7 @@ from ..broker import (
 )
 from ..engine.outbox import Policy, check_policy
 from ..exceptions import AckTimeout, InvalidOption
+from . import forwarding
 from .adapter import LocalAdapter, RoomChange
 from .operator import BroadcastOperator
 from .remote import describe
@@ -120,6 +121,7 @@ class ClusterLink:
             "fetch_sockets": self._do_fetch,
             "server_event": self._do_server_event,
             "emit_with_ack": self._do_emit_with_ack,
+            forwarding.KIND: self._do_engine_http,
         }
         broker.set_handlers(on_message=self._on_message, on_request=self._on_request)
 
@@ -349,6 +351,9 @@ class ClusterLink:
         except AckTimeout as exc:
             return {"responses": exc.responses, "missing": exc.missing}  # type: ignore[attr-defined]
         return {"responses": responses, "missing": 0}
+
+    async def _do_engine_http(self, ns: Namespace, payload: Any) -> dict[str, Any]:
+        return await forwarding.serve(self.hub, payload)
 
     async def _do_leave(self, ns: Namespace, payload: Any) -> int:
         sockets = self._targets(ns, payload)

@@ -52,6 +52,7 @@ from ..metrics import Metrics
 from ..protocol.connection import Side
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
+from . import forwarding as _forwarding
 from .cluster import ClusterLink
 from .connection import Connection
 from .drain import DrainResult, DrainState
@@ -239,6 +240,13 @@ class Hub:
             fallback=fallback,
             metrics=self.metrics,
         )
+        # Polling without sticky sessions: sids name their node, other nodes forward.
+        self.engine.sid_prefix = _forwarding.sid_prefix(broker.node_id)
+        self.engine.forward = self._forward_polling
+        # A forwarded long-poll waits up to pingInterval at its owner: these requests get
+        # a budget of their own, bounded by the sessions (one GET and one POST each).
+        broker.set_request_limit(_forwarding.KIND, 2 * (max_sessions or 50_000))
+        _forwarding.describe_metrics(self)
         self._namespaces: dict[str, Namespace] = {}
         self._dynamic: list[tuple[re.Pattern[str] | Callable[..., Any], Namespace]] = []
         self._servers: list[HubServer] = []
@@ -246,6 +254,9 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close_timeout = 10.0
         self.of("/")
+
+    async def _forward_polling(self, request: Request, sid: str) -> Response | None:
+        return await _forwarding.forward(self, request, sid)
 
     # ------------------------------------------------------------------ namespaces
 

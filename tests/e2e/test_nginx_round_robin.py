@@ -1,0 +1,183 @@
+"""Behind a real nginx doing per-request round robin with no affinity (the configuration
+of ``examples/nginx/nginx.conf``, run as is with this test's ports), three tether hubs on
+the real Redis serve many official Node ``socket.io-client``s: polling only, and the
+default transports (polling, then an upgrade that only the owner node accepts). Acked
+events both ways and room broadcasts, zero errors; the forwarded requests are counted.
+
+nginx, the Node clients and the hubs' Redis connections stay on 127.0.0.1; the processes
+are stopped by their PID; every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether.broker import RedisBroker
+from tether.realtime import Hub, Socket
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "examples" / "nginx" / "nginx.conf"
+SWARM = ROOT / "tests" / "node" / "sio_swarm.js"
+NODE_MODULES = ROOT / "tests" / "node" / "node_modules"
+REDIS = "redis://127.0.0.1:6379/0"
+WAIT = 60.0
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is installed by make test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nginx_config(ports: list[int], listen: int) -> str:
+    """The example configuration with this test's ports."""
+    text = CONFIG.read_text()
+    for example, port in zip((8001, 8002, 8003), ports, strict=True):
+        text = text.replace(f"127.0.0.1:{example};", f"127.0.0.1:{port};")
+    text = text.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
+    assert not re.search(r"127\.0\.0\.1:80\d\d;", text), "the example's ports changed"
+    return text
+
+
+@contextlib.contextmanager
+def nginx(tmp: Path, ports: list[int]) -> Any:
+    listen = free_port()
+    prefix = tmp / "nginx"
+    (prefix / "tmp").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_config(ports, listen))
+    assert NGINX is not None
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", listen), 0.1):
+                break
+            if proc.poll() is not None:
+                raise AssertionError(f"nginx did not start: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+            time.sleep(0.05)
+        yield listen
+    finally:
+        os.kill(proc.pid, signal.SIGQUIT)  # graceful stop, by its PID
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def install(hub: Hub) -> None:
+    @hub.on("join")
+    async def join(socket: Socket, room: str) -> str:
+        await socket.join(room)
+        return "ok"
+
+    @hub.on("add")
+    async def add(socket: Socket, a: int, b: int) -> int:
+        return a + b
+
+    @hub.on("ask-me")
+    async def ask_me(socket: Socket) -> Any:
+        return await socket.emit_with_ack("question", "6x7?", timeout=20)
+
+
+@contextlib.asynccontextmanager
+async def three_nodes() -> AsyncIterator[list[Any]]:
+    prefix = f"tether-nginx-{uuid.uuid4().hex[:8]}"
+    hubs = [Hub(broker=RedisBroker(REDIS, prefix=prefix, heartbeat_interval=0.5)) for _ in range(3)]
+    servers = []
+    try:
+        for hub in hubs:
+            install(hub)
+            servers.append(await hub.serve("127.0.0.1", 0))
+        ids = {hub.broker.node_id for hub in hubs}
+        async with asyncio.timeout(WAIT):
+            for hub in hubs:
+                while not ids <= set(await hub.broker.live_nodes()):
+                    await asyncio.sleep(0.05)
+        yield list(zip(hubs, servers, strict=True))
+    finally:
+        for hub in hubs:
+            await hub.close()
+        for hub in hubs:
+            await hub.broker.close()
+
+
+async def swarm(url: str, options: dict[str, Any], hubs: list[Hub], broadcasts: int) -> Any:
+    env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(SWARM),
+        url,
+        json.dumps({**options, "broadcasts": broadcasts, "timeout": 50_000}),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                line = json.loads(await proc.stdout.readline())
+                if line["ev"] == "ready":
+                    # Every client is in the room: broadcast from every node in turn.
+                    for n in range(broadcasts):
+                        await hubs[n % 3].to("room").emit("news", n)
+                elif line["ev"] == "done":
+                    await proc.wait()
+                    return line
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # by its PID, if the bounded wait ran out
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("transports", "clients"), [(["polling"], 200), (None, 200)], ids=["polling", "default"]
+)
+async def test_official_clients_behind_round_robin_nginx(
+    tmp_path: Path, transports: list[str] | None, clients: int
+) -> None:
+    async with three_nodes() as nodes:
+        hubs = [hub for hub, _ in nodes]
+        with nginx(tmp_path, [server.port for _, server in nodes]) as port:
+            options = {"clients": clients, "acks": 5, "transports": transports}
+            result = await swarm(f"http://127.0.0.1:{port}", options, hubs, broadcasts=20)
+        forwarded = sum(h.metrics.total("tether_polling_forwarded_total") for h in hubs)
+        served = sum(h.metrics.total("tether_polling_served_for_others_total") for h in hubs)
+    print(f"\n{transports or 'default'}: {result}; forwarded {forwarded:.0f}")
+    assert result["errors"] == [], result["errors"]
+    assert result["connected"] == clients
+    assert result["acks"] == clients * 5
+    assert result["asked"] == clients
+    assert result["news_complete"] == clients
+    # Long-polls still waiting at the end were served but not yet answered.
+    assert 0 < forwarded <= served
+    on_websocket = result["transports"].get("websocket", 0)
+    if transports is None:
+        # The upgrade succeeds when its probe reaches the owner (one node in three); the
+        # others stay on polling, forwarded.
+        assert 0 < on_websocket < clients
+    else:
+        assert on_websocket == 0
