@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,33 @@ __all__ = ["Handler", "Middleware", "Namespace"]
 
 Handler = Callable[..., Any]
 Middleware = Callable[[Socket, dict[str, Any]], Awaitable[None] | None]
+
+
+def _fit(func: Handler, given: int) -> Handler:
+    """``func`` called with as many of the ``given`` positional arguments as it takes
+    (python-socketio users write ``async def connect(sid)`` as often as with ``auth``).
+
+    Raises:
+        TypeError: ``func`` takes no positional argument (not even the socket).
+    """
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return func  # a builtin or a C callable: call it as documented
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return func
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional:
+        raise TypeError(f"{func!r} must take the socket as its first argument")
+    takes = len(positional)
+    if takes >= given:
+        return func
+
+    def fitted(*args: Any) -> Any:
+        return func(*args[:takes])
+
+    functools.update_wrapper(fitted, func)
+    return fitted
 
 
 class Namespace:
@@ -85,9 +114,9 @@ class Namespace:
             if event == "*":
                 self._catch_all = func
             elif event == "connect":
-                self._on_connect.append(func)
+                self._on_connect.append(_fit(func, 2))
             elif event == "disconnect":
-                self._on_disconnect.append(func)
+                self._on_disconnect.append(_fit(func, 2))
             else:
                 self._handlers[event] = func
             return func
@@ -95,11 +124,13 @@ class Namespace:
         return decorator
 
     def on_connect(self) -> Callable[[Handler], Handler]:
-        """Register ``async def(socket, auth)`` called after a socket connected."""
+        """Register ``async def(socket, auth)`` called after a socket connected
+        (``async def(socket)`` too: the handler gets the arguments it takes)."""
         return self.on("connect")
 
     def on_disconnect(self) -> Callable[[Handler], Handler]:
-        """Register ``async def(socket, reason)`` called after a socket disconnected."""
+        """Register ``async def(socket, reason)`` called after a socket disconnected
+        (``async def(socket)`` too)."""
         return self.on("disconnect")
 
     def use(self, middleware: Middleware) -> Middleware:
