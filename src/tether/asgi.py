@@ -41,6 +41,11 @@ ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
 def _request(scope: Scope, body: bytes = b"") -> Request:
     headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
     target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    # Mounted under a prefix (Starlette's Mount, FastAPI's app.mount): the path still
+    # carries it (ASGI spec), root_path names it; the engine's path is below it.
+    root = scope.get("root_path") or ""
+    if root and target.startswith(root) and target[len(root) : len(root) + 1] in ("/", ""):
+        target = target[len(root) :] or "/"
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     method = scope.get("method", "GET")
