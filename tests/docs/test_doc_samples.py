@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["docs/topics/security.md"]
+PAGES = ["README.md", "docs/topics/security.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 
@@ -26,7 +26,7 @@ def samples() -> list[tuple[str, str]]:
 
 
 def test_the_pages_have_samples() -> None:
-    assert len(samples()) >= 5
+    assert len(samples()) >= 7
 
 
 @pytest.mark.parametrize(("where", "code"), samples(), ids=[w for w, _ in samples()])
