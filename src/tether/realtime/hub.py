@@ -53,6 +53,7 @@ from ..protocol.connection import Side
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
 from . import forwarding as _forwarding
+from . import ops as _ops
 from .cluster import ClusterLink
 from .connection import Connection
 from .drain import DrainResult, DrainState
@@ -257,6 +258,15 @@ class Hub:
 
     async def _forward_polling(self, request: Request, sid: str) -> Response | None:
         return await _forwarding.forward(self, request, sid)
+
+    def expose(self, *, metrics: str | None = "/metrics", healthz: str | None = "/healthz") -> None:
+        """Serve Prometheus metrics and a health check on the hub's own port (see
+        :mod:`tether.realtime.ops`).
+
+        Raises:
+            ImportError: prometheus-client is not installed (``tether[metrics]``).
+        """
+        _ops.expose(self, metrics=metrics, healthz=healthz)
 
     # ------------------------------------------------------------------ namespaces
 
