@@ -44,7 +44,7 @@ LAYERS = ["protocol", "asyncio", "broker", "engine", "realtime"]
 # fan-out between processes (the realtime layer talks to the broker, the engine never).
 NOT_BELOW = {"engine": {"broker"}}
 # Modules every layer may use.
-SHARED = {"exceptions", "metrics"}
+SHARED = {"exceptions", "logs", "metrics"}
 # The compiled twin of protocol code (masking): part of the protocol layer.
 PROTOCOL_TWINS = {"_speedups"}
 # The top-level modules: applications of the layers, which no layer imports.

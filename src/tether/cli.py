@@ -63,6 +63,8 @@ from typing import Any
 from . import __version__, run
 from .asyncio import WebSocket, connect, serve
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidInput, InvalidURI, OpenTimeout
+from .logs import LEVELS
+from .logs import configure as configure_logs
 
 __all__ = ["main"]
 
@@ -414,6 +416,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="tether", description="Real-time communication over WebSockets."
     )
     parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default=None,
+        help="what to log on stderr (default: info for servers, warning for connect)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or one JSON object per line",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="serve the chat demo (page, client and hub)")
@@ -477,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    default_level = "warning" if args.command == "connect" else "info"
+    configure_logs(args.log_level or default_level, args.log_format)
     try:
         if args.command == "demo":
             return run(_demo(args.host, args.port, args.client_js, args.drain_period))

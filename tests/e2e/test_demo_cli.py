@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -336,3 +337,32 @@ def test_main_is_importable_without_running() -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["--help"])
     assert info.value.code == 0
+
+
+async def test_cli_logs_connections_as_json_lines_without_tokens(cli: Any) -> None:
+    proc = await cli("--log-format", "json", "demo", "--host", HOST, "--port", "0")
+    line = await proc.line()
+    port = int(line.rsplit(":", 1)[1])
+    secret = "tok-3f9a1c77e2"
+    client = Client(reconnection=False)
+    await client.connect(
+        f"http://{HOST}:{port}/?token={secret}",
+        auth={"token": secret},
+        transports=["websocket"],
+    )
+    sid = client.socket("/").sid
+    await client.disconnect()
+    await asyncio.sleep(0.2)  # the disconnect line is written
+    assert await proc.terminate() == 0
+    assert proc.proc.stderr is not None
+    err = (await asyncio.wait_for(proc.proc.stderr.read(), WAIT)).decode()
+    records = [json.loads(raw) for raw in err.splitlines() if raw.startswith("{")]
+    assert records, err
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    messages = [r["message"] for r in records if r["logger"] == "tether.realtime"]
+    connect = next(m for m in messages if m.startswith("connect / "))
+    assert f"sid={sid}" in connect and "transport=websocket" in connect
+    assert f"from={HOST}:" in connect
+    gone = next(m for m in messages if m.startswith("disconnect / "))
+    assert f"sid={sid}" in gone and "reason=client namespace disconnect" in gone
+    assert secret not in err

@@ -317,6 +317,7 @@ class EngineServer:
         ``max_sessions``, 429 past the client IP's ``session_rate``)."""
         if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
             self.metrics.inc("tether_sessions_refused_total", reason="max_sessions")
+            logger.info("handshake refused (503): %d sessions open", len(self._sessions))
             response = self.http.error(request, BAD_REQUEST, 503, "Too many sessions")
             response.headers.add("Retry-After", "5")  # type: ignore[union-attr]
             return response
@@ -327,6 +328,7 @@ class EngineServer:
             wait = buckets.take(key, asyncio.get_running_loop().time())
             if wait is not None:
                 self.metrics.inc("tether_sessions_refused_total", reason="rate")
+                logger.info("handshake refused (429): %s opens sessions too fast", key)
                 response = self.http.error(request, BAD_REQUEST, 429, "Too many new sessions")
                 response.headers.add(  # type: ignore[union-attr]
                     "Retry-After", str(max(1, math.ceil(wait)))

@@ -39,6 +39,14 @@ def _ack_value(result: Any) -> list[Any]:
     return [result]
 
 
+def _address(session: Session) -> str:
+    address = session.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return "?"
+
+
 async def _call_all(callbacks: list[Any], *args: Any) -> None:
     """Call each callback (sync or async) in order; ConnectionRefused propagates."""
     for callback in callbacks:
@@ -202,6 +210,13 @@ class Connection:
         socket._gone = True
         socket.namespace.adapter.leave_all(socket.sid)
         self._send_error(name, message, data)
+        logger.info(
+            "connect %s refused: %s (session=%s from=%s)",
+            name,
+            message,
+            self.session.sid,
+            _address(self.session),
+        )
         self.hub.metrics.inc("tether_connects_refused_total", reason="middleware")
         self._refusals += 1
         if self._refusals >= self.hub.max_connect_refusals:
@@ -255,6 +270,17 @@ class Connection:
         ns.adapter.join(sid, [sid, *(restored[0].rooms if restored is not None else ())])
         socket.connected = True
         socket._send(encode(Packet(PacketType.CONNECT, name, reply)))
+        if logger.isEnabledFor(logging.INFO):
+            session = self.session
+            logger.info(
+                "connect %s sid=%s session=%s transport=%s from=%s%s",
+                name,
+                sid,
+                session.sid,
+                session.transport,
+                _address(session),
+                " (recovered)" if restored is not None else "",
+            )
         if restored is not None:
             for pieces in restored[1]:
                 socket._send(pieces)
@@ -292,6 +318,17 @@ class Connection:
         ns.adapter.leave_all(socket.sid)
         ns.sockets.pop(socket.sid, None)
         socket._fail_acks(reason)
+        if logger.isEnabledFor(logging.INFO):
+            session = self.session
+            logger.info(
+                "disconnect %s sid=%s session=%s transport=%s from=%s reason=%s",
+                ns.name,
+                socket.sid,
+                session.sid,
+                session.transport,
+                _address(session),
+                reason,
+            )
         for callback in ns._on_disconnect:
             try:
                 await _call_all([callback], socket, reason)
