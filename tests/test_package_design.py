@@ -48,7 +48,7 @@ SHARED = {"exceptions", "logs", "metrics"}
 # The compiled twin of protocol code (masking): part of the protocol layer.
 PROTOCOL_TWINS = {"_speedups"}
 # The top-level modules: applications of the layers, which no layer imports.
-TOP_LEVEL = {"__init__", "asgi", "cli", "demo"}
+TOP_LEVEL = {"__init__", "asgi", "cli", "cli_serve", "demo"}
 
 
 def _module_name(path: Path) -> str:

@@ -60,7 +60,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, run
+from . import __version__, cli_serve, run
 from .asyncio import WebSocket, connect, serve
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidInput, InvalidURI, OpenTimeout
 from .logs import LEVELS
@@ -449,6 +449,8 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, disconnect the clients over S seconds before exiting (default 10)",
     )
 
+    cli_serve.add_parser(commands)
+
     echo = commands.add_parser("echo", help="serve a plain WebSocket echo")
     echo.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     echo.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any)")
@@ -487,6 +489,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -498,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(_demo(args.host, args.port, args.client_js, args.drain_period))
         if args.command == "echo":
             return run(_echo(args.host, args.port))
+        if args.command == "serve":
+            return cli_serve.main(args, argv)
         if args.sio:
             namespace = args.namespace or "/"
             if not namespace.startswith("/") or "," in namespace:

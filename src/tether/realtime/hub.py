@@ -47,14 +47,14 @@ from ..broker.memory import MemoryBroker
 from ..engine.outbox import Policy, check_policy
 from ..engine.server import EngineServer
 from ..engine.session import Session
-from ..exceptions import AckTimeout, ConnectionRefused
+from ..exceptions import AckTimeout, ConnectionRefused, InvalidState
 from ..metrics import Metrics
 from ..protocol.connection import Side
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import Request, Response
 from . import forwarding as _forwarding
 from . import ops as _ops
-from .cluster import ClusterLink
+from .cluster import ClusterAdapter, ClusterLink
 from .connection import Connection
 from .drain import DrainResult, DrainState
 from .drain import check_options as _check_drain_options
@@ -212,6 +212,7 @@ class Hub:
             raise TypeError(f"the hub needs a ClusterBroker, not {type(broker).__name__}")
         self.broker: ClusterBroker = broker
         self._cluster = ClusterLink(self, broker)
+        self._own_node_id = node_id is not None
         self._server_handlers: dict[str, Handler] = {}
         self.max_attachments = max_attachments
         self.max_pending_handlers = max_pending_handlers
@@ -241,12 +242,8 @@ class Hub:
             fallback=fallback,
             metrics=self.metrics,
         )
-        # Polling without sticky sessions: sids name their node, other nodes forward.
-        self.engine.sid_prefix = _forwarding.sid_prefix(broker.node_id)
         self.engine.forward = self._forward_polling
-        # A forwarded long-poll waits up to pingInterval at its owner: these requests get
-        # a budget of their own, bounded by the sessions (one GET and one POST each).
-        broker.set_request_limit(_forwarding.KIND, 2 * (max_sessions or 50_000))
+        self._wire_broker()
         _forwarding.describe_metrics(self)
         self._namespaces: dict[str, Namespace] = {}
         self._dynamic: list[tuple[re.Pattern[str] | Callable[..., Any], Namespace]] = []
@@ -255,6 +252,34 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close_timeout = 10.0
         self.of("/")
+
+    def _wire_broker(self) -> None:
+        broker = self.broker
+        # Polling without sticky sessions: sids name their node, other nodes forward.
+        self.engine.sid_prefix = _forwarding.sid_prefix(broker.node_id)
+        # A forwarded long-poll waits up to pingInterval at its owner: these requests get
+        # a budget of their own, bounded by the sessions (one GET and one POST each).
+        broker.set_request_limit(_forwarding.KIND, 2 * (self.engine.max_sessions or 50_000))
+
+    def use_broker(self, broker: ClusterBroker) -> None:
+        """Put the hub on another broker before it serves (``tether serve --redis`` does
+        this to a hub built with the default in-memory one).
+
+        Raises:
+            InvalidState: the hub already serves, or has sockets.
+            TypeError: ``broker`` is not a :class:`~tether.broker.ClusterBroker`.
+        """
+        if not isinstance(broker, ClusterBroker):
+            raise TypeError(f"the hub needs a ClusterBroker, not {type(broker).__name__}")
+        if self._servers or self.engine._sessions:
+            raise InvalidState("use_broker() must come before the hub serves")
+        self.broker = broker
+        self._cluster = ClusterLink(self, broker)
+        if not self._own_node_id:
+            self.node_id = broker.node_id
+        for ns in [*self._namespaces.values(), *(parent for _, parent in self._dynamic)]:
+            ns.adapter = ClusterAdapter(self._cluster, ns.name)
+        self._wire_broker()
 
     async def _forward_polling(self, request: Request, sid: str) -> Response | None:
         return await _forwarding.forward(self, request, sid)
