@@ -34,34 +34,31 @@ from typing import Any
 
 from . import run
 from .asyncio import serve
+from .exceptions import InvalidOption
 
 __all__ = ["add_parser", "main"]
-
-
-class AppError(Exception):
-    """The app cannot be loaded or served as asked (the message says why)."""
 
 
 def load(target: str) -> Any:
     """Import ``module:attr`` (dotted attributes allowed), from the current directory too.
 
     Raises:
-        AppError: a malformed target, a module that does not import, a missing attribute.
+        InvalidOption: a malformed target, a module that does not import, a missing attribute.
     """
     module_name, colon, attr = target.partition(":")
     if not colon or not module_name or not attr:
-        raise AppError(f"expected module:attr (like app:hub), not {target!r}")
+        raise InvalidOption(f"expected module:attr (like app:hub), not {target!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise AppError(f"cannot import {module_name!r}: {exc}") from exc
+        raise InvalidOption(f"cannot import {module_name!r}: {exc}") from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AppError(f"{module_name!r} has no attribute {attr!r}") from None
+            raise InvalidOption(f"{module_name!r} has no attribute {attr!r}") from None
     return obj
 
 
@@ -69,7 +66,7 @@ def kind_of(app: Any) -> str:
     """``"hub"``, ``"handler"`` or ``"asgi"``.
 
     Raises:
-        AppError: it is none of them.
+        InvalidOption: it is none of them.
     """
     from .realtime import Hub
 
@@ -88,7 +85,7 @@ def kind_of(app: Any) -> str:
             return "handler"
         if len(params) == 3:
             return "asgi"
-    raise AppError(
+    raise InvalidOption(
         f"{app!r} is not a Hub, a WebSocket handler (ws) or an ASGI app (scope, receive, send)"
     )
 
@@ -96,13 +93,13 @@ def kind_of(app: Any) -> str:
 def _ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     if not args.certfile:
         if args.keyfile:
-            raise AppError("--keyfile needs --certfile")
+            raise InvalidOption("--keyfile needs --certfile")
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(args.certfile, args.keyfile)
     except (OSError, ssl.SSLError) as exc:
-        raise AppError(f"cannot load the certificate: {exc}") from exc
+        raise InvalidOption(f"cannot load the certificate: {exc}") from exc
     return context
 
 
@@ -141,7 +138,7 @@ async def _serve_one(app: Any, kind: str, args: argparse.Namespace, port: int) -
     try:
         import uvicorn
     except ImportError:
-        raise AppError("an ASGI app needs uvicorn: pip install 'tether[asgi]'") from None
+        raise InvalidOption("an ASGI app needs uvicorn: pip install 'tether[asgi]'") from None
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse:
@@ -266,17 +263,17 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``tether serve``; returns the exit status."""
     try:
         if args.workers < 1:
-            raise AppError("--workers must be at least 1")
+            raise InvalidOption("--workers must be at least 1")
         app = load(args.app)
         kind = kind_of(app)
         if kind == "hub" and args.workers > 1 and not args.redis:
-            raise AppError("a Hub on several workers needs --redis URL (rooms span them)")
+            raise InvalidOption("a Hub on several workers needs --redis URL (rooms span them)")
         if args.metrics and kind != "hub":
-            raise AppError("--metrics needs a Hub")
+            raise InvalidOption("--metrics needs a Hub")
         _ssl(args)  # a bad certificate fails before anything starts
         if args.workers > 1 and not args.worker:
             return _supervise(args, argv)
         return run(_serve_one(app, kind, args, args.port))
-    except AppError as exc:
+    except InvalidOption as exc:
         print(f"tether serve: {exc}", file=sys.stderr)
         return 2
