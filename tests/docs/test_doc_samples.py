@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/topics/security.md", "docs/topics/operations.md"]
+PAGES = [
+    "README.md",
+    "docs/topics/security.md",
+    "docs/topics/operations.md",
+    "docs/topics/migrating-from-python-socketio.md",
+]
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tether.exceptions import Disconnected
 from tether.realtime import Client, Hub, Socket
 
 from .serving import wait_until
@@ -51,3 +52,22 @@ def test_a_handler_that_cannot_take_the_socket_is_refused_at_once() -> None:
     hub = Hub()
     with pytest.raises(TypeError, match="socket"):
         hub.on_connect()(lambda: None)
+
+
+async def test_hub_event_registers_by_name_and_hub_call_needs_a_local_socket() -> None:
+    hub = Hub()
+
+    @hub.event(namespace="/chat")
+    async def hello(socket: Socket) -> str:
+        return "hi"
+
+    assert hub.of("/chat")._handlers["hello"] is hello
+    with pytest.raises(TypeError, match="named function"):
+        hub.event(lambda socket: None)
+    with pytest.raises(Disconnected, match="no socket"):
+        await hub.call("question", to="nobody")
+    async with hub.serve("127.0.0.1", 0) as server:
+        client = Client(reconnection=False)
+        await client.connect(f"http://127.0.0.1:{server.port}", namespaces=["/chat"])
+        assert await client.socket("/chat").call("hello", timeout=5) == "hi"
+        await client.disconnect()

@@ -47,7 +47,7 @@ from ..broker.memory import MemoryBroker
 from ..engine.outbox import Policy, check_policy
 from ..engine.server import EngineServer
 from ..engine.session import Session
-from ..exceptions import AckTimeout, ConnectionRefused, InvalidState
+from ..exceptions import AckTimeout, ConnectionRefused, Disconnected, InvalidState
 from ..metrics import Metrics
 from ..protocol.connection import Side
 from ..protocol.deflate import DeflateOptions
@@ -350,6 +350,39 @@ class Hub:
     def on(self, event: str, namespace: str = "/") -> Callable[[Handler], Handler]:
         """Register an event handler on a namespace (see :meth:`Namespace.on`)."""
         return self.of(namespace).on(event)
+
+    def event(self, handler: Handler | None = None, *, namespace: str = "/") -> Any:
+        """Register a handler under its function's name (python-socketio's
+        ``@sio.event``): ``async def chat(socket, text)`` handles ``"chat"``; the names
+        ``connect`` and ``disconnect`` register those handlers. ``@hub.event`` and
+        ``@hub.event(namespace="/chat")`` both work.
+
+        Raises:
+            TypeError: ``handler`` has no name (a lambda).
+        """
+
+        def register(func: Handler) -> Handler:
+            name = getattr(func, "__name__", "")
+            if not name or name == "<lambda>":
+                raise TypeError("@hub.event needs a named function; use hub.on(event)")
+            return self.of(namespace).on(name)(func)
+
+        return register(handler) if handler is not None else register
+
+    async def call(
+        self, event: str, *args: Any, to: str, namespace: str = "/", timeout: float = 10.0
+    ) -> Any:
+        """Emit ``event`` to the socket ``to`` (its sid) on this node and wait for its
+        acknowledgement (python-socketio's ``sio.call``).
+
+        Raises:
+            Disconnected: no such socket here (or it disconnected first).
+            AckTimeout: no acknowledgement within ``timeout`` seconds.
+        """
+        socket = self.of(namespace).sockets.get(to)
+        if socket is None:
+            raise Disconnected(f"no socket {to!r} in {namespace!r} on this node")
+        return await socket.emit_with_ack(event, *args, timeout=timeout)
 
     def on_connect(self, namespace: str = "/") -> Callable[[Handler], Handler]:
         """Register a connect handler."""

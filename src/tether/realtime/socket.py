@@ -182,6 +182,9 @@ class Socket:
             return None
         return args_back[0] if len(args_back) == 1 else tuple(args_back)
 
+    #: python-socketio's name: emit and wait for the acknowledgement.
+    call = emit_with_ack
+
     def _on_ack(self, ack_id: int, args: list[Any]) -> None:
         fut = self._acks.pop(ack_id, None)
         if fut is not None and not fut.done():
