@@ -74,6 +74,13 @@ class Metrics:
         self._functions[self._key(name, labels)] = function
         self._kinds[name] = "gauge"
 
+    def counter_from(self, name: str, function: Callable[[], float], **labels: str) -> None:
+        """Make ``name{labels}`` a counter read from ``function()`` when sampled (for a
+        count kept as a plain attribute on a hot path, where a dict update per event
+        would cost)."""
+        self._functions[self._key(name, labels)] = function
+        self._kinds[name] = "counter"
+
     def get(self, name: str, **labels: str) -> float:
         """The current value of ``name{labels}`` (0 if never counted)."""
         key = self._key(name, labels)

@@ -5,6 +5,7 @@ parser reads what we write)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tether.exceptions import AckTimeout
 from tether.realtime import Client, Hub
 
 from .serving import wait_until
@@ -56,6 +58,29 @@ async def test_metrics_move_and_health_follows_the_drain() -> None:
         assert during[("tether_connections_open", ())] >= 2  # WebSockets (+ keep-alive polls)
         for stat in ("published", "received", "dropped", "buffered", "reconnects"):
             assert (f"tether_broker_{stat}", ()) in during
+        by_transport = {
+            dict(labels)["transport"]: v
+            for (n, labels), v in during.items()
+            if n == "tether_sessions_by_transport"
+        }
+        assert by_transport == {"polling": 1, "websocket": 2}  # the default one upgraded
+        # Messages both ways, and an acknowledgement that never comes.
+        sent_before = during[("tether_messages_out_total", ())]
+        received_before = during[("tether_messages_in_total", ())]
+        await clients[1].emit("hello", "x" * 100)
+        (slowpoke,) = [s for s in hub.sockets.values() if s.transport == "websocket"][:1]
+        asking = asyncio.ensure_future(slowpoke.emit_with_ack("never-answered", timeout=0.5))
+        await asyncio.sleep(0.1)
+        moved = await scrape(port)
+        assert moved[("tether_acks_pending", ())] == 1
+        assert moved[("tether_messages_out_total", ())] > sent_before
+        await wait_until(lambda: hub.metrics.get("tether_messages_in_total") > received_before)
+        with contextlib.suppress(AckTimeout):
+            await asyncio.wait_for(asking, 5)
+        later = await scrape(port)
+        assert later[("tether_acks_timed_out_total", ())] == 1
+        assert later[("tether_acks_pending", ())] == 0
+        assert later[("tether_bytes_in_total", ())] >= during[("tether_bytes_in_total", ())] + 100
         status, body, _ = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         assert json.loads(body) == {

@@ -13,6 +13,7 @@ any WebSocket satisfying :class:`~tether.engine.transport.Transport` can carry a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import secrets
@@ -167,7 +168,25 @@ class EngineServer:
         self.forward: Callable[[Request, str], Awaitable[Response | None]] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self.slow_consumer_closes = 0
+        # Counted as plain attributes on the hot paths, read by the metrics when sampled.
+        self.messages_in = self.messages_out = 0
+        self.bytes_in = self.bytes_out = 0
         metrics = self.metrics
+        for name, help_text, read in (
+            ("tether_messages_in_total", "messages received from clients", "messages_in"),
+            ("tether_messages_out_total", "messages sent to clients", "messages_out"),
+            ("tether_bytes_in_total", "payload bytes (characters for text) received", "bytes_in"),
+            ("tether_bytes_out_total", "payload bytes (characters for text) sent", "bytes_out"),
+        ):
+            metrics.describe(name, help_text)
+            metrics.counter_from(name, functools.partial(self._read_counter, read))
+        metrics.describe("tether_sessions_by_transport", "open sessions by transport", "gauge")
+        for transport in ("polling", "websocket"):
+            metrics.gauge(
+                "tether_sessions_by_transport",
+                functools.partial(self._count_transport, transport),
+                transport=transport,
+            )
         metrics.describe("tether_sessions_open", "Engine.IO sessions open", "gauge")
         metrics.gauge("tether_sessions_open", lambda: len(self._sessions))
         metrics.describe("tether_sessions_opened_total", "Engine.IO sessions opened")
@@ -207,6 +226,12 @@ class EngineServer:
             "tether_outbox_bytes_max",
             lambda: float(max((s.outbox.bytes for s in self._sessions.values()), default=0)),
         )
+
+    def _read_counter(self, attr: str) -> float:
+        return float(getattr(self, attr))
+
+    def _count_transport(self, transport: str) -> float:
+        return float(sum(1 for s in self._sessions.values() if s.transport == transport))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

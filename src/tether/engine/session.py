@@ -187,10 +187,13 @@ class Session:
         """
         if self.state is not SessionState.OPEN:
             return
-        policy = policy or self.engine.slow_consumer_policy
+        engine = self.engine
+        policy = policy or engine.slow_consumer_policy
         if policy == "drop" and not self.writable:
             self._dropped(policy)
             return
+        engine.messages_out += 1
+        engine.bytes_out += len(data)
         ws = self.ws
         if ws is None or self._upgrading:
             self._enqueue(Packet(PacketType.MESSAGE, data), policy, key)
@@ -213,6 +216,9 @@ class Session:
             and not self._upgrading
             and not (message.compress and self._deflate)
         ):
+            engine = self.engine
+            engine.messages_out += 1
+            engine.bytes_out += len(message.data)
             try:
                 raw(message.wire)
             except ConnectionClosed:
@@ -220,10 +226,13 @@ class Session:
             return
         if self.state is not SessionState.OPEN:
             return
-        policy = policy or self.engine.slow_consumer_policy
+        engine = self.engine
+        policy = policy or engine.slow_consumer_policy
         if policy == "drop" and not self.writable:
             self._dropped(policy)
             return
+        engine.messages_out += 1
+        engine.bytes_out += len(message.data)
         if ws is None or self._upgrading:
             self._enqueue(Packet(PacketType.MESSAGE, message.data), policy, key)
             return
@@ -431,8 +440,12 @@ class Session:
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type
         if ptype is PacketType.MESSAGE:
-            assert packet.data is not None
-            self.engine.handler.on_message(self, packet.data)
+            data = packet.data
+            assert data is not None
+            engine = self.engine
+            engine.messages_in += 1
+            engine.bytes_in += len(data)
+            engine.handler.on_message(self, data)
         elif ptype is PacketType.PONG:
             self._on_pong()
         elif ptype is PacketType.CLOSE:

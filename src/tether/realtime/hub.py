@@ -244,6 +244,11 @@ class Hub:
         )
         self.engine.forward = self._forward_polling
         self._wire_broker()
+        self.metrics.describe(
+            "tether_acks_pending", "acknowledgements the server waits for", "gauge"
+        )
+        self.metrics.gauge("tether_acks_pending", self._acks_pending)
+        self.metrics.describe("tether_acks_timed_out_total", "acknowledgements that timed out")
         _forwarding.describe_metrics(self)
         self._namespaces: dict[str, Namespace] = {}
         self._dynamic: list[tuple[re.Pattern[str] | Callable[..., Any], Namespace]] = []
@@ -252,6 +257,11 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close_timeout = 10.0
         self.of("/")
+
+    def _acks_pending(self) -> float:
+        return float(
+            sum(len(s._acks) for ns in self._namespaces.values() for s in ns.sockets.values())
+        )
 
     def _wire_broker(self) -> None:
         broker = self.broker

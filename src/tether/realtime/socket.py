@@ -175,6 +175,7 @@ class Socket:
             try:
                 args_back = await asyncio.wait_for(fut, timeout)
             except TimeoutError:
+                self.namespace.hub.metrics.inc("tether_acks_timed_out_total")
                 raise AckTimeout(f"no acknowledgement for {event!r} within {timeout}s") from None
         finally:
             self._acks.pop(ack_id, None)
