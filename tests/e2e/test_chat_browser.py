@@ -96,3 +96,30 @@ async def test_two_pages_chat(node: Node, chromium: Path, demo_url: str, tmp_pat
     assert "bob joined" in a["system"]
     assert a["system"][-1] == "bob left"
     assert {Path(p).name for p in report["screenshots"]} >= {"alice.png", "bob.png"}
+
+
+async def test_the_page_says_what_to_do_when_the_client_bundle_is_missing(
+    node: Node, chromium: Path, tmp_path: Path
+) -> None:
+    import asyncio
+
+    hub = create_app(client_js=tmp_path / "nowhere" / "socket.io.min.js")
+    server = await hub.serve(HOST, 0)
+    try:
+        report = await node.abrowse(
+            f"http://{HOST}:{server.port}/",
+            wait="document.getElementById('client-missing')",
+            result="[document.getElementById('status').textContent,"
+            " document.getElementById('client-missing').textContent]",
+            screenshot=tmp_path / "missing.png",
+        )
+    finally:
+        await hub.close()
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 10)
+    assert report["ok"], report
+    status, help_text = report["value"]
+    assert status == "client missing"
+    assert "npm install socket.io-client" in help_text
+    assert "--client-js" in help_text

@@ -366,3 +366,20 @@ async def test_cli_logs_connections_as_json_lines_without_tokens(cli: Any) -> No
     gone = next(m for m in messages if m.startswith("disconnect / "))
     assert f"sid={sid}" in gone and "reason=client namespace disconnect" in gone
     assert secret not in err
+
+
+def test_the_client_bundle_is_found_where_a_pip_user_puts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+    bundle.parent.mkdir(parents=True)
+    bundle.write_text("/* bundle */")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TETHER_CLIENT_JS", raising=False)
+    assert find_client_js(start=tmp_path) == bundle  # after `npm install socket.io-client`
+    other = tmp_path / "elsewhere.js"
+    other.write_text("/* another */")
+    monkeypatch.setenv("TETHER_CLIENT_JS", str(other))
+    assert find_client_js(start=tmp_path) == other
+    monkeypatch.setenv("TETHER_CLIENT_JS", str(tmp_path / "missing.js"))
+    assert find_client_js(start=tmp_path) is None

@@ -23,6 +23,7 @@ Client events (the page's side of the protocol):
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -46,8 +47,17 @@ _ROOM_RE = re.compile(r"^[\w][\w .-]*$")
 
 
 def find_client_js(start: Path | None = None) -> Path | None:
-    """The official client bundle: ``tests/node/node_modules/.../socket.io.min.js`` in the
-    nearest directory above ``start`` (this module by default) that has it, else None."""
+    """The official client bundle (``socket.io.min.js`` of npm's ``socket.io-client``):
+    ``$TETHER_CLIENT_JS`` if set, else ``node_modules/socket.io-client/dist/`` in the
+    current directory (after ``npm install socket.io-client``), else
+    ``tests/node/node_modules/...`` in the nearest directory above ``start`` (this module
+    by default, for a checkout); None if none exists."""
+    env = os.environ.get("TETHER_CLIENT_JS")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    local = Path.cwd() / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+    if local.is_file():
+        return local
     here = (start or Path(__file__)).resolve()
     for directory in (here, *here.parents):
         candidate = directory / CLIENT_JS_RELATIVE
@@ -176,8 +186,9 @@ def _static_handler(
                 where = str(client_js) if client_js is not None else str(CLIENT_JS_RELATIVE)
                 return Response.text(
                     500,
-                    f"the socket.io client bundle is missing ({where}): run `make node-deps`"
-                    " or start the demo with --client-js PATH",
+                    f"the socket.io client bundle is missing ({where}): run"
+                    " `npm install socket.io-client` here, or start the demo with"
+                    " --client-js PATH (or set TETHER_CLIENT_JS)",
                 )
             return _asset(request, read("client", bundle), "text/javascript; charset=utf-8")
         return Response.text(404, "not found")
