@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 NODE_DIR := tests/node
 
-.PHONY: run test install lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps fuzz fuzz-smoke clean
+.PHONY: run test install system-deps lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps fuzz fuzz-smoke clean
 
 $(VENV)/.installed: pyproject.toml setup.py src/tether/_speedups.c
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,12 @@ node-deps: $(NODE_DIR)/node_modules/.installed
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
-	bash $(NODE_DIR)/install-system-packages.sh
 	touch $@
+
+# What the tests drive besides npm packages: Chromium and nginx (Debian packages; quick
+# when they are there). The demo (make run) needs none of it.
+system-deps:
+	bash $(NODE_DIR)/install-system-packages.sh
 
 run: install node-deps
 	$(VPY) -m tether.cli demo --host 127.0.0.1 --port 8765
@@ -35,12 +39,12 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-pytest: install node-deps
+pytest: install node-deps system-deps
 	$(VPY) -m pytest -q -p no:cacheprovider
 	# the pure-Python twins of the compiled accelerator, on the protocol core
 	TETHER_PURE_PYTHON=1 $(VPY) -m pytest -q -p no:cacheprovider tests/protocol
 
-test: install node-deps lint typecheck pytest fuzz-smoke conformance-quick bench-smoke
+test: install node-deps system-deps lint typecheck pytest fuzz-smoke conformance-quick bench-smoke
 
 conformance: install
 	bash compliance/run.sh all
