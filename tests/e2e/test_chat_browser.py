@@ -123,3 +123,24 @@ async def test_the_page_says_what_to_do_when_the_client_bundle_is_missing(
     assert status == "client missing"
     assert "npm install socket.io-client" in help_text
     assert "--client-js" in help_text
+
+
+async def test_the_live_ticker_page(
+    node: Node, chromium: Path, demo_url: str, tmp_path: Path
+) -> None:
+    report = await node.abrowse(
+        demo_url + "ticker",
+        wait="window.ticker && window.ticker.updates > 200"
+        " && Object.keys(window.ticker.symbols).length === 6",
+        result="[window.ticker.updates, Object.keys(window.ticker.symbols).sort(),"
+        " document.getElementById('status').textContent,"
+        " document.querySelectorAll('#rows tr').length]",
+        screenshot=tmp_path / "ticker.png",
+    )
+    assert report["ok"], report
+    updates, symbols, status, rows = report["value"]
+    assert updates > 200
+    assert symbols == sorted(["TTHR", "SOCK", "POLL", "WSKT", "ACKS", "ROOM"])
+    assert status == "live"
+    assert rows == 6
+    assert report["pageErrors"] == []

@@ -3,6 +3,8 @@
 Everything runs in one process on one port (the hub's in-memory broker):
 
 - ``GET /`` serves ``static/index.html`` (self-contained: no CDN, no build step);
+- ``GET /ticker`` serves the live dashboard (:mod:`tether.demo.ticker`: prices pushed at a
+  high rate with the coalesce slow-consumer policy);
 - ``GET /socket.io.min.js`` serves the official client's browser bundle, found in
   ``tests/node/node_modules/socket.io-client/dist/`` above this file or given explicitly;
 - ``/socket.io/`` is the :class:`~tether.realtime.Hub`.
@@ -34,6 +36,7 @@ from typing import Any
 from ..asyncio.server import Server
 from ..protocol.handshake import Request, Response
 from ..realtime import Hub, Socket
+from .ticker import Ticker
 
 __all__ = ["ChatRoom", "create_app", "find_client_js", "serve_demo"]
 
@@ -180,6 +183,9 @@ def _static_handler(
         if path in ("/", "/index.html"):
             body = read("index", STATIC_DIR / "index.html")
             return _asset(request, body, "text/html; charset=utf-8")
+        if path in ("/ticker", "/ticker.html"):
+            body = read("ticker", STATIC_DIR / "ticker.html")
+            return _asset(request, body, "text/html; charset=utf-8")
         if path == "/socket.io.min.js":
             bundle = client_js if client_js is not None else find_client_js()
             if bundle is None or not bundle.is_file():
@@ -217,6 +223,7 @@ def create_app(*, client_js: Path | None = None, **hub_options: Any) -> Hub:
     """
     hub = Hub(fallback=_static_handler(client_js), **hub_options)
     chat = _Chat(hub)
+    Ticker(hub)
 
     @hub.on("join")
     async def on_join(socket: Socket, payload: Any = None) -> dict[str, Any]:
