@@ -62,21 +62,12 @@ from typing import Any
 
 from . import __version__, cli_serve, run
 from .asyncio import WebSocket, connect, serve
+from .cli_serve import stop_event as _stop_event
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidInput, InvalidURI, OpenTimeout
 from .logs import LEVELS
 from .logs import configure as configure_logs
 
 __all__ = ["main"]
-
-
-def _stop_event() -> asyncio.Event:
-    """An event set on SIGINT/SIGTERM (where the loop supports signal handlers)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 def _say(text: str) -> None:

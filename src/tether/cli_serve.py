@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import inspect
 import os
+import select
 import signal
 import socket
 import ssl
@@ -37,6 +38,9 @@ from .asyncio import serve
 from .exceptions import InvalidOption
 
 __all__ = ["add_parser", "main"]
+
+#: How long a worker may take to import the app and listen.
+WORKER_START_TIMEOUT = 60.0
 
 
 def load(target: str) -> Any:
@@ -103,7 +107,8 @@ def _ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-def _stop_event() -> asyncio.Event:
+def stop_event() -> asyncio.Event:
+    """An event set on SIGINT/SIGTERM (where the loop supports signal handlers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,7 +121,7 @@ async def _serve_one(app: Any, kind: str, args: argparse.Namespace, port: int) -
     """Serve in this process until SIGTERM/SIGINT."""
     context = _ssl(args)
     reuse = args.workers > 1 or args.worker
-    stop = _stop_event()
+    stop = stop_event()
     if kind == "hub":
         if args.redis:
             from .broker import RedisBroker
@@ -195,16 +200,27 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     port = reserved.getsockname()[1]
     command = [sys.executable, "-m", "tether.cli", *argv, "--worker", "--port", str(port)]
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(args.workers)]
-    for worker in workers:  # every worker listens before we say so
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    for worker in workers:  # every worker listens before we say so (bounded)
         assert worker.stdout is not None
-        if worker.stdout.readline().strip() != b"ready":
+        left = deadline - time.monotonic()
+        ready = left > 0 and select.select([worker.stdout], [], [], left)[0]
+        if not ready or worker.stdout.readline().strip() != b"ready":
             for other in workers:
                 if other.poll() is None:
                     other.send_signal(signal.SIGTERM)
             for other in workers:
-                other.wait()
+                try:
+                    other.wait(10)
+                except subprocess.TimeoutExpired:
+                    other.kill()
+                    other.wait()
             reserved.close()
-            print("tether serve: a worker did not start (see its errors above)", file=sys.stderr)
+            print(
+                f"tether serve: a worker did not start within {WORKER_START_TIMEOUT:g}s"
+                " (see its errors above)",
+                file=sys.stderr,
+            )
             return 1
     context = _ssl(args)
     scheme = "https" if context is not None else "http"

@@ -174,7 +174,11 @@ class EngineServer:
         metrics = self.metrics
         for name, help_text, read in (
             ("tether_messages_in_total", "messages received from clients", "messages_in"),
-            ("tether_messages_out_total", "messages sent to clients", "messages_out"),
+            (
+                "tether_messages_out_total",
+                "messages handed to clients' sessions (dropped ones included)",
+                "messages_out",
+            ),
             ("tether_bytes_in_total", "payload bytes (characters for text) received", "bytes_in"),
             ("tether_bytes_out_total", "payload bytes (characters for text) sent", "bytes_out"),
         ):
@@ -227,6 +231,12 @@ class EngineServer:
             lambda: float(max((s.outbox.bytes for s in self._sessions.values()), default=0)),
         )
 
+    def count_out(self, messages: int, size: int) -> None:
+        """Count ``messages`` outgoing messages of ``size`` each (a broadcast counts once
+        for all its recipients, off the per-recipient path)."""
+        self.messages_out += messages
+        self.bytes_out += messages * size
+
     def _read_counter(self, attr: str) -> float:
         return float(getattr(self, attr))
 
@@ -262,9 +272,13 @@ class EngineServer:
         path = request.path
         return path == self.path or path + "/" == self.path
 
-    def _check(self, request: Request, expected: str) -> tuple[dict[str, str], Response | None]:
-        """Validate the query of a request for the ``expected`` transport."""
-        query = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
+    def _check(
+        self, request: Request, expected: str, query: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], Response | None]:
+        """Validate the query of a request (parsed here unless given) for the
+        ``expected`` transport."""
+        if query is None:
+            query = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
         if query.get("EIO") != "4":
             return query, self.http.error(request, UNSUPPORTED_PROTOCOL_VERSION)
         transport = query.get("transport")
@@ -302,19 +316,18 @@ class EngineServer:
                     ),
                 ]
             return Response(204, headers)
+        query = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
         forward = self.forward
-        if forward is not None and "sid=" in request.query:
+        sid = query.get("sid")
+        if forward is not None and sid is not None and sid not in self._sessions:
             # A polling request for a session another node owns (behind a load balancer
             # without sticky sessions): the owner serves it, through the cluster.
-            sid = dict(urllib.parse.parse_qsl(request.query)).get("sid")
-            if sid is not None and sid not in self._sessions:
-                response = await forward(request, sid)
-                if response is not None:
-                    return response
-        query, error = self._check(request, "polling")
+            response = await forward(request, sid)
+            if response is not None:
+                return response
+        query, error = self._check(request, "polling", query)
         if error is not None:
             return error
-        sid = query.get("sid")
         if sid is None:
             if request.method != "GET":
                 return self.http.error(request, BAD_HANDSHAKE_METHOD)

@@ -188,12 +188,11 @@ class Session:
         if self.state is not SessionState.OPEN:
             return
         engine = self.engine
-        policy = policy or engine.slow_consumer_policy
-        if policy == "drop" and not self.writable:
-            self._dropped(policy)
-            return
         engine.messages_out += 1
         engine.bytes_out += len(data)
+        policy = self._admit(policy)
+        if policy is None:
+            return
         ws = self.ws
         if ws is None or self._upgrading:
             self._enqueue(Packet(PacketType.MESSAGE, data), policy, key)
@@ -204,7 +203,8 @@ class Session:
     def send_prepared(
         self, message: PreparedMessage, policy: Policy | None = None, key: str | None = None
     ) -> None:
-        """Queue a message encoded once for many sessions (see :class:`PreparedMessage`)."""
+        """Queue a message encoded once for many sessions (see :class:`PreparedMessage`).
+        The caller counts it (``engine.count_out``), once for all of them."""
         raw = self._raw_write
         ws = self.ws
         if (
@@ -216,9 +216,6 @@ class Session:
             and not self._upgrading
             and not (message.compress and self._deflate)
         ):
-            engine = self.engine
-            engine.messages_out += 1
-            engine.bytes_out += len(message.data)
             try:
                 raw(message.wire)
             except ConnectionClosed:
@@ -226,13 +223,9 @@ class Session:
             return
         if self.state is not SessionState.OPEN:
             return
-        engine = self.engine
-        policy = policy or engine.slow_consumer_policy
-        if policy == "drop" and not self.writable:
-            self._dropped(policy)
+        policy = self._admit(policy)
+        if policy is None:
             return
-        engine.messages_out += 1
-        engine.bytes_out += len(message.data)
         if ws is None or self._upgrading:
             self._enqueue(Packet(PacketType.MESSAGE, message.data), policy, key)
             return
@@ -266,6 +259,15 @@ class Session:
             ws.send_nowait(frame, compress=compress)
         except ConnectionClosed:
             self.close("transport close")
+
+    def _admit(self, policy: Policy | None) -> Policy | None:
+        """The policy a message goes out under, or None if it is dropped at once
+        (``drop`` while the client cannot take it: volatile)."""
+        policy = policy or self.engine.slow_consumer_policy
+        if policy == "drop" and not self.writable:
+            self._dropped(policy)
+            return None
+        return policy
 
     def _dropped(self, policy: Policy, count: int = 1) -> None:
         self.engine.metrics.inc("tether_outbox_dropped_total", count, policy=policy)

@@ -94,6 +94,11 @@ class Namespace:
             raise InvalidOption("coalesce needs a key: choose it per emit")
         self._policy = policy
 
+    def _policy_for(self, policy: Policy | None) -> Policy:
+        """The policy an emit goes out under: its own, else this namespace's, else the
+        hub's."""
+        return policy or self._policy or self.hub.engine.slow_consumer_policy
+
     def _inherit(self, parent: Namespace) -> None:
         """Take the handlers and middlewares of a dynamic namespace's parent."""
         self._handlers.update(parent._handlers)
@@ -225,8 +230,7 @@ class Namespace:
         outbox (for a ``wait`` emitter to wait on)."""
         if volatile:
             policy, key = "drop", None
-        elif policy is None:
-            policy = self._policy or self.hub.engine.slow_consumer_policy
+        policy = self._policy_for(policy)
         log = self.recovery_log
         if log is not None and policy != "drop":
             offset = log.next_offset()
@@ -241,6 +245,7 @@ class Namespace:
             # Encode once: the engine shares one message (and one WebSocket frame, where
             # it can) between every recipient.
             message = PreparedMessage(pieces[0], compress=compress)
+            self.hub.engine.count_out(len(targets), len(pieces[0]))
             for socket in targets:
                 socket.client.session.send_prepared(message, policy, key)
         else:

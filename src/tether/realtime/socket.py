@@ -89,8 +89,7 @@ class Socket:
         session = self.client.session
         if volatile:
             policy, key = "drop", None
-        elif policy is None:
-            policy = self.namespace._policy or session.engine.slow_consumer_policy
+        policy = self.namespace._policy_for(policy)
         if policy == "drop" and not session.writable:
             session._dropped("drop")
             return
@@ -136,9 +135,8 @@ class Socket:
                 encode_event(self.namespace.name, event, args), volatile, compress, policy, key
             )
             session = self.client.session
-            chosen = policy or self.namespace._policy or session.engine.slow_consumer_policy
             if (
-                chosen == "wait"
+                self.namespace._policy_for(policy) == "wait"
                 and not volatile
                 and session.full
                 and not await session.wait_room(session.engine.wait_timeout)
