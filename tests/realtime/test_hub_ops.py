@@ -51,6 +51,10 @@ async def test_metrics_move_and_health_follows_the_drain() -> None:
             await client.connect(f"http://127.0.0.1:{port}", transports=transports)
             clients.append(client)
         await hub.policy("drop").emit("tick", 1)
+        # The default client upgrades to WebSocket after it connected: let it finish.
+        await wait_until(
+            lambda: sum(s.transport == "websocket" for s in hub.engine.sessions.values()) == 2
+        )
         during = await scrape(port)
         assert during[("tether_sessions_open", ())] == 3
         opened = sum(v for (n, _), v in during.items() if n == "tether_sessions_opened_total")
