@@ -2,9 +2,10 @@
 
 The command runs as a real ``python -m tether.cli`` process against a tether Hub served
 in-process on 127.0.0.1; the test writes event lines to its stdin and reads its stdout
-(events) and stderr (notices, errors) line by line, each read bounded. Processes are
-stopped by their PID. The line format itself (``NAME [JSON]``) is also checked without a
-process, through ``parse_line`` and ``format_event``.
+(events, acknowledgements) and stderr (notices, errors) line by line, each read bounded.
+Processes are stopped by their PID. The line format itself (``NAME [JSON]``) is also
+checked without a process, through ``parse_line`` and ``format_event``. The terminal mode
+(a pseudo-terminal, marks, history) is tested in ``test_cli_connect.py``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from tether.cli import format_event, parse_line
+from tether.cli_connect import format_event, parse_line
 from tether.exceptions import InvalidInput
 from tether.realtime import ConnectionRefused, Hub, Socket
 
 HOST = "127.0.0.1"
 WAIT = 15.0  # the bound on any single wait; never reached when things work
+SLOW = 1.0  # how long the "slow" event takes to be acknowledged
 
 
 # --------------------------------------------------------------------------- the line format
@@ -162,7 +164,9 @@ class Proc:
 
 
 def make_hub() -> tuple[Hub, dict[str, list[Any]]]:
-    """A hub whose "echo" event sends the arguments back, and which records the rest."""
+    """A hub whose "echo" event sends the arguments back, "sum" acknowledges with the sum,
+    "slow" with "done" after a second, "askme" emits "ask" with an acknowledgement and
+    sends what came back as "got"; it records the rest."""
     hub = Hub()
     seen: dict[str, list[Any]] = {"events": [], "auth": []}
     for name in ("/", "/chat"):
@@ -189,6 +193,19 @@ def make_hub() -> tuple[Hub, dict[str, list[Any]]]:
                     "transport": socket.transport,
                 },
             )
+
+        @nsp.on("sum")
+        async def add(socket: Socket, *numbers: int) -> int:
+            return sum(numbers)
+
+        @nsp.on("slow")
+        async def slow(socket: Socket) -> str:
+            await asyncio.sleep(SLOW)
+            return "done"
+
+        @nsp.on("askme")
+        async def askme(socket: Socket) -> None:
+            await socket.emit("got", await socket.emit_with_ack("ask", "ready?", timeout=WAIT))
 
         @nsp.on("bye")
         async def bye(socket: Socket) -> None:
@@ -349,9 +366,87 @@ async def test_unreachable_server(cli: Any, unused_tcp_port: int) -> None:
         (["--sio", "--transports", "carrier-pigeon", "http://x"], "polling"),
         (["--sio", "--namespace", "chat", "http://x"], "invalid namespace"),
         (["--namespace", "/chat", "ws://x"], "need --sio"),
+        (["--ack", "ws://x"], "need --sio"),
+        (["--reply", "1", "ws://x"], "need --sio"),
+        (["--sio", "--ack-timeout", "0", "http://x"], "must be a finite number > 0"),
+        (["--sio", "--ack-timeout", "soon", "http://x"], "not a number of seconds"),
+        (["--sio", "--reply", "{", "http://x"], "not JSON"),
     ],
 )
 async def test_usage_errors(cli: Any, args: list[str], message: str) -> None:
     proc = await cli(*args)
     assert await proc.wait() == 2
     assert message in "\n".join(proc.err_lines)
+
+
+# --------------------------------------------------------------------------- acknowledgements
+
+
+async def test_a_question_mark_asks_for_an_ack(hub: Any, cli: Any) -> None:
+    _, seen, url = hub
+    proc = await cli("--sio", url)
+    await proc.notice("connected")
+    await proc.send("?sum [1, 2]")
+    assert await proc.line() == "ack sum [3]"
+    await proc.send('? "sum" 5')  # spaces after "?", a quoted name
+    assert await proc.line() == "ack sum [5]"
+    await proc.send('?echo "x"')  # the event first, then the (empty) acknowledgement
+    assert await proc.line() == 'echo ["x"]'
+    assert await proc.line() == "ack echo []"
+    await proc.send("?")
+    assert "name is missing" in await proc.notice("invalid line '?'")
+    await proc.send('"?odd" 1', "sum 1")  # a quoted "?" is part of the name; no ack asked
+    await proc.send("?sum 7")
+    assert await proc.line() == "ack sum [7]"
+    await proc.close_stdin()
+    assert await proc.wait() == 0
+    assert seen["events"] == [("/", "?odd", [1])]
+    assert not any(line.startswith("no ack") for line in proc.err_lines)
+
+
+async def test_ack_flag_timeout_and_late_ack(hub: Any, cli: Any) -> None:
+    _, _, url = hub
+    proc = await cli("--sio", "--ack", "--ack-timeout", "0.3", url)
+    await proc.notice("connected")
+    await proc.send("sum [2, 2]")
+    assert await proc.line() == "ack sum [4]"
+    await proc.send("slow")
+    assert await proc.notice("no ack for slow") == "no ack for slow within 0.3s"
+    assert await proc.notice("late ack") == 'late ack slow ["done"]'
+    await proc.send("sum 1")
+    assert await proc.line() == "ack sum [1]"
+    await proc.close_stdin()
+    assert await proc.wait() == 0
+    assert await proc.line() is None  # the late ack was a notice, not an ack line
+
+
+async def test_end_of_input_waits_for_the_acks(hub: Any, cli: Any) -> None:
+    _, _, url = hub
+    proc = await cli("--sio", url)
+    await proc.send("?slow", "?sum [1, 1]")
+    await proc.close_stdin()  # at once: the acks still come
+    assert sorted([await proc.line(), await proc.line()]) == ['ack slow ["done"]', "ack sum [2]"]
+    assert await proc.wait() == 0
+    assert await proc.line() is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "got", "notice"),
+    [
+        ([], "got [null]", "acked ask with []"),
+        (["--reply", '"yes"'], 'got ["yes"]', 'acked ask with ["yes"]'),
+        (["--reply", '["yes", 2]'], 'got [["yes", 2]]', 'acked ask with ["yes", 2]'),
+    ],
+)
+async def test_the_servers_ack_requests_are_answered(
+    hub: Any, cli: Any, reply: list[str], got: str, notice: str
+) -> None:
+    _, _, url = hub
+    proc = await cli("--sio", *reply, url)
+    await proc.notice("connected")
+    await proc.send("askme")
+    assert await proc.line() == '?ask ["ready?"]'  # "?": the server asked for an ack
+    assert await proc.line() == got
+    assert await proc.notice("acked") == notice
+    await proc.close_stdin()
+    assert await proc.wait() == 0
