@@ -348,3 +348,18 @@ def node_server(node: Node) -> Iterator[Any]:
     yield start
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real Redis Cluster of this test session (tests/redis_cluster.py): three
+    primaries with a replica each, on loopback ports; stopped by PID at the end."""
+    from redis_cluster import REDIS_CLI, REDIS_SERVER, RedisClusterProcesses
+
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        pytest.skip("redis-server and redis-cli are needed for the Redis Cluster tests")
+    cluster = RedisClusterProcesses()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -10,6 +10,9 @@ Events (the same in ``cluster_pysocketio_server.py`` and ``cluster_node_server.j
   how many polling requests this node forwarded to the sessions' owners and served for
   other nodes.
 
+With ``--recovery SECONDS``, connection-state recovery is on, shared by the cluster
+(``bench/recovery_time.py``).
+
 Prints "cluster-tether listening on PORT" when ready; stops on SIGTERM.
 """
 
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from typing import Any
 
 import tether
 from tether.broker import RedisBroker
-from tether.realtime import Hub, Socket
+from tether.realtime import Hub, Recovery, Socket
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,12 +35,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--prefix", required=True)
+    parser.add_argument("--recovery", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--log-level", default=None)
     return parser.parse_args()
 
 
 async def main() -> None:
     args = parse_args()
-    hub = Hub(broker=RedisBroker(args.redis, prefix=args.prefix))
+    if args.log_level:
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(created).3f %(name)s %(message)s"
+        )
+    recovery = (
+        Recovery(max_disconnection_duration=args.recovery) if args.recovery is not None else None
+    )
+    hub = Hub(broker=RedisBroker(args.redis, prefix=args.prefix), recovery=recovery)
 
     @hub.on("join")
     async def join(socket: Socket, room: str) -> bool:

@@ -1,9 +1,10 @@
 """Fixtures of the broker tests.
 
 - ``make_node``: a factory of started brokers of one cluster, parametrized over
-  :class:`MemoryBroker` (one shared :class:`MemoryCluster`) and :class:`RedisBroker` (the
-  shared Redis at 127.0.0.1:6379, a prefix of its own per test). Every node is closed at
-  the end of the test.
+  :class:`MemoryBroker` (one shared :class:`MemoryCluster`), :class:`RedisBroker` (the
+  shared Redis at 127.0.0.1:6379, a prefix of its own per test) and
+  :class:`RedisClusterBroker` (the session's Redis Cluster, ``redis_cluster``). Every
+  node is closed at the end of the test.
 - ``own_redis``: a ``redis-server`` of the test's own on a free loopback port, for tests
   that stop, restart or break Redis. It is stopped by PID at the end.
 """
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from tether.broker import ClusterBroker, MemoryBroker, MemoryCluster, RedisBroker
+from tether.broker.redis_cluster import RedisClusterBroker
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 FAST = {"heartbeat_interval": 0.3, "ping_interval": 0.3, "reconnect_max": 0.3}
@@ -54,7 +56,7 @@ def redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
     return False
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     nodes: list[ClusterBroker] = []
     cluster = MemoryCluster()
@@ -62,10 +64,16 @@ async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "redis" and not redis_up():
         pytest.skip("no Redis at 127.0.0.1:6379")
 
+    cluster_url = (
+        request.getfixturevalue("redis_cluster").url if request.param == "redis-cluster" else ""
+    )
+
     async def make(**options: Any) -> ClusterBroker:
         node: ClusterBroker
         if request.param == "memory":
             node = MemoryBroker(cluster=cluster, **options)
+        elif request.param == "redis-cluster":
+            node = RedisClusterBroker(cluster_url, prefix=prefix, **{**FAST, **options})
         else:
             node = RedisBroker(SHARED_REDIS, prefix=prefix, **{**FAST, **options})
         nodes.append(node)

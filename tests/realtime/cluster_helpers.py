@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from tether.broker import ClusterBroker, MemoryBroker, MemoryCluster, RedisBroker
+from tether.broker.redis_cluster import RedisClusterBroker
 from tether.realtime import Client, Hub, Socket
 from tether.testing.broker import wait_until_async
 
@@ -33,11 +34,16 @@ FAST = {"heartbeat_interval": 0.3, "ping_interval": 0.3}
 QUEUE = {"queue_size": 16384}
 
 
-def make_brokers(kind: str, n: int) -> list[ClusterBroker]:
+def make_brokers(kind: str, n: int, cluster_url: str = "") -> list[ClusterBroker]:
     if kind == "memory":
         cluster = MemoryCluster()
         return [MemoryBroker(cluster=cluster, **QUEUE) for _ in range(n)]
     prefix = f"tether-test-{uuid.uuid4().hex[:10]}"
+    if kind == "redis-cluster":
+        return [
+            RedisClusterBroker(cluster_url, prefix=prefix, **FAST, **QUEUE)  # type: ignore[arg-type]
+            for _ in range(n)
+        ]
     return [RedisBroker(REDIS, prefix=prefix, **FAST, **QUEUE) for _ in range(n)]  # type: ignore[arg-type]
 
 
@@ -95,8 +101,8 @@ class Inbox:
 class Cluster:
     """``n`` hubs on one broker cluster, with tether clients; close() stops everything."""
 
-    def __init__(self, kind: str, n: int = 3) -> None:
-        self.hubs = [Hub(broker=b) for b in make_brokers(kind, n)]
+    def __init__(self, kind: str, n: int = 3, cluster_url: str = "") -> None:
+        self.hubs = [Hub(broker=b) for b in make_brokers(kind, n, cluster_url)]
         for hub in self.hubs:
             install_handlers(hub)
         self.servers: list[Any] = []

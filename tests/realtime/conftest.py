@@ -130,10 +130,12 @@ def hub_server() -> Iterator[Callable[..., ServerProcess]]:
         handle.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    """Three hubs as one server: on a shared MemoryCluster, and on the real Redis."""
-    c = await Cluster(request.param).start()
+    """Three hubs as one server: on a shared MemoryCluster, on the real Redis, and on a
+    real Redis Cluster (sharded pub/sub)."""
+    url = request.getfixturevalue("redis_cluster").url if request.param == "redis-cluster" else ""
+    c = await Cluster(request.param, cluster_url=url).start()
     try:
         yield c
     finally:

@@ -9,7 +9,7 @@ Usage::
     python hub_reference_server.py --port P [--host 127.0.0.1]
         [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
         [--transports polling,websocket] [--refuse-websocket]
-        [--recovery] [--reject-token TOKEN] [--redis URL --prefix P]
+        [--recovery [--recovery-duration S]] [--reject-token TOKEN] [--redis URL --prefix P]
 
 Prints "READY <port>" on stdout once listening (P may be 0). Exits on SIGTERM/SIGINT or
 when stdin closes.
@@ -17,7 +17,9 @@ when stdin closes.
 Options:
   --refuse-websocket   announce the websocket upgrade but answer every WebSocket request
                        with HTTP 403, like a proxy that does not pass upgrades
-  --recovery           connection-state recovery on (broadcasts carry an offset)
+  --recovery           connection-state recovery on (broadcasts carry an offset); with
+                       --redis it is shared by the cluster (a client recovers on any node)
+  --recovery-duration S  its max_disconnection_duration (default 60)
   --reject-token T     the middleware of every namespace refuses auth.token == T with the
                        error "not authorized" (data: {"reason": "bad token"})
   --redis URL          join a cluster: a RedisBroker on URL (with --prefix P, default
@@ -25,7 +27,9 @@ Options:
 
 The namespaces "/" and "/chat" answer the same events:
   echo(*args[, ack])           -> ack(*args), or without an ack emit("echo", *args)
-  info(ack)                    -> ack({id, nsp, auth, transport, recovered})
+  info(ack)                    -> ack({id, nsp, auth, transport, recovered, pid, data})
+                                  (pid: this server's process id)
+  set-data(key, value, ack)    -> socket.data[key] = value; ack("ok")
   auth-log(ack)                -> ack(list of {nsp, auth} seen by the middleware)
   ask(*args, ack)              -> emit_with_ack("question", *args) to the client; ack(answer)
   broadcast(event, *args[, ack]) -> namespace-wide emit(event, *args); ack()
@@ -60,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import os
 import signal
 import sys
 import threading
@@ -112,6 +117,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--transports", default="polling,websocket")
     parser.add_argument("--refuse-websocket", action="store_true")
     parser.add_argument("--recovery", action="store_true")
+    parser.add_argument("--recovery-duration", type=float, default=60.0, metavar="S")
     parser.add_argument("--reject-token", default=None, metavar="TOKEN")
     parser.add_argument("--redis", default=None, metavar="URL")
     parser.add_argument("--prefix", default="tether")
@@ -131,7 +137,7 @@ def build(opts: argparse.Namespace, stopping: asyncio.Event) -> ReferenceHub:
         max_payload=opts.max_payload,
         transports=[t for t in opts.transports.split(",") if t],
         recovery=(
-            Recovery(max_disconnection_duration=60.0, skip_middlewares=True)
+            Recovery(max_disconnection_duration=opts.recovery_duration, skip_middlewares=True)
             if opts.recovery
             else None
         ),
@@ -174,7 +180,14 @@ def build(opts: argparse.Namespace, stopping: asyncio.Event) -> ReferenceHub:
                 "auth": socket.handshake.auth,
                 "transport": socket.transport,
                 "recovered": socket.recovered,
+                "pid": os.getpid(),
+                "data": socket.data,
             }
+
+        @nsp.on("set-data")
+        def set_data(socket: Socket, key: str, value: Any) -> str:
+            socket.data[key] = value
+            return "ok"
 
         @nsp.on("auth-log")
         def auth_log(socket: Socket) -> list[dict[str, Any]]:

@@ -4,8 +4,9 @@
 :class:`ClusterBroker` adds interest routing, broadcasts in the socket.io wire format,
 requests to every live node and liveness (see :mod:`tether.broker.cluster`): the hub
 uses that (see :mod:`tether.realtime.cluster`).
-:class:`MemoryBroker` implements it in one process, :class:`RedisBroker` on Redis (the
-``tether[redis]`` extra; importing it needs nothing, constructing it needs redis-py).
+:class:`MemoryBroker` implements it in one process, :class:`RedisBroker` on Redis and
+:class:`RedisClusterBroker` on a Redis Cluster (the ``tether[redis]`` extra; importing
+them needs nothing, constructing them needs redis-py).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from .messages import (
     RemoteCommand,
     RequestHandler,
     RequestResult,
+    SessionRecord,
 )
 from .redis import RedisBroker
+from .redis_cluster import RedisClusterBroker
 from .stats import BrokerStats
 
 __all__ = [
@@ -39,8 +42,10 @@ __all__ = [
     "MessageHandler",
     "NodeRequest",
     "RedisBroker",
+    "RedisClusterBroker",
     "RemoteCommand",
     "RequestHandler",
     "RequestResult",
+    "SessionRecord",
     "Subscriber",
 ]

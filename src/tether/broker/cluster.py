@@ -65,6 +65,7 @@ from .messages import (
     Reply,
     RequestHandler,
     RequestResult,
+    SessionRecord,
 )
 from .requests import Answers, PendingRequest, PendingRequests
 from .stats import BrokerStats
@@ -155,16 +156,22 @@ class ClusterBroker(Broker):
         self._closed = False
 
         self._interest = ChannelInterest(
-            prefix, self._node_channel, self._transport_subscribe, subscribe_timeout
+            prefix, self._node_channel, self._subscribe_batch, subscribe_timeout
         )
         self._envelope_subscribers: dict[str, list[Subscriber]] = {}
         self._inbox = Inbox(queue_size, handler_timeout, max_detached, self.stats, self._handlers)
         self._pending = PendingRequests(max_pending_requests, self.stats)
         self._kind_limits: dict[str, int] = {}
+        self._log_max_packets = 10_000
+        self._log_retention = 150.0
         self._pending_by_kind: dict[str, int] = {}
         self._answers = Answers(
             self.node_id, max_concurrent_requests, self.stats, self._transport_reply
         )
+
+    async def _subscribe_batch(self, subscribe: list[str], unsubscribe: list[str]) -> None:
+        self.stats.subscribe_batches += 1
+        await self._transport_subscribe(subscribe, unsubscribe)
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -216,7 +223,8 @@ class ClusterBroker(Broker):
         """Set the handlers of incoming broadcasts/commands and of incoming requests.
 
         ``on_message`` receives every :class:`Broadcast` and :class:`RemoteCommand` from
-        other nodes and emitters (never this node's own). ``on_request`` receives every
+        other nodes and emitters (never this node's own, except durable broadcasts: see
+        :meth:`broadcast`). ``on_request`` receives every
         :class:`NodeRequest` (this node's own included) and returns the reply (or an
         awaitable of it). Without ``on_request`` a node answers ``None``.
         """
@@ -339,12 +347,18 @@ class ClusterBroker(Broker):
         except_rooms: Iterable[str] = (),
         flags: Mapping[str, Any] | None = None,
         encoded: bytes | str | None = None,
+        durable: bool = False,
     ) -> str:
         """Send a broadcast to the other nodes (this node delivers locally itself).
 
         With rooms, one copy goes on each room channel; without, one on the namespace
         channel. All copies share one message id, so a node hosting several of the rooms
         handles it once.
+
+        A ``durable`` broadcast (only where :attr:`durable` is true) is also kept in the
+        cluster's recovery log, and every node that hosts a matching socket receives it
+        with its :attr:`Broadcast.offset`, this one included (it must not deliver it
+        locally itself): the log and every node then see the broadcasts in one order.
 
         Args:
             namespace: the Socket.IO namespace.
@@ -353,13 +367,15 @@ class ClusterBroker(Broker):
             except_rooms: rooms whose sockets are skipped.
             flags: Socket.IO flags (``volatile``...).
             encoded: instead of ``data``, a packet this node encoded (tether nodes only).
+            durable: keep it in the recovery log (see above).
 
         Returns:
             The message id.
 
         Raises:
             InvalidState: the broker is closed.
-            ValueError: both or neither of ``data`` and ``encoded`` were given.
+            ValueError: both or neither of ``data`` and ``encoded`` were given, or
+                ``durable`` on a broker without a recovery log.
             BufferFull: Redis is unreachable and the outage buffer is full.
             PayloadTooBig: the encoded message is over ``max_message_size``.
             TypeError: ``data`` holds something the wire format cannot carry.
@@ -382,9 +398,96 @@ class ClusterBroker(Broker):
             channels = [room_channel(self.prefix, namespace, room) for room in room_list]
         else:
             channels = [namespace_channel(self.prefix, namespace)]
-        await self._transport_broadcast(channels, message)
+        if durable:
+            if not self.durable:
+                raise ValueError(f"{type(self).__name__} keeps no recovery log")
+            await self._transport_durable_broadcast(channels, message)
+        else:
+            await self._transport_broadcast(channels, message)
         assert message.message_id is not None
         return message.message_id
+
+    # ------------------------------------------------------------------ recovery log
+
+    @property
+    def durable(self) -> bool:
+        """Whether this broker keeps a recovery log and session records shared by every
+        node (then connection-state recovery works across nodes)."""
+        return False
+
+    def set_recovery_limits(self, *, max_packets: int, retention: float) -> None:
+        """Bound the recovery log: at most ``max_packets`` broadcasts per namespace,
+        none older than ``retention`` seconds.
+
+        Raises:
+            ValueError: a limit is not positive.
+        """
+        check_positive(max_packets=max_packets, retention=retention)
+        self._log_max_packets = max_packets
+        self._log_retention = retention
+
+    async def _transport_durable_broadcast(self, channels: list[str], message: Broadcast) -> None:
+        raise NotImplementedError
+
+    async def save_sessions(self, records: Sequence[SessionRecord], ttl: float) -> None:
+        """Write session records, each kept ``ttl`` seconds (unless written again).
+        A record without a position gets the log's newest offset.
+
+        Raises:
+            InvalidState: the broker is closed.
+            NotImplementedError: the broker keeps no recovery log.
+            Exception: the transport failed (the records are not written).
+        """
+        raise NotImplementedError
+
+    async def delete_sessions(self, pids: Sequence[str]) -> None:
+        """Forget session records (sockets that left on purpose).
+
+        Raises:
+            NotImplementedError: the broker keeps no recovery log.
+            Exception: the transport failed.
+        """
+        raise NotImplementedError
+
+    async def peek_session(self, pid: str) -> SessionRecord | None:
+        """The session record of ``pid``, or None (never written, expired or taken).
+
+        Raises:
+            NotImplementedError: the broker keeps no recovery log.
+            Exception: the transport failed.
+        """
+        raise NotImplementedError
+
+    async def take_session(self, pid: str) -> bool:
+        """Delete the session record of ``pid``; True for the one caller that did it
+        (a session is recovered once).
+
+        Raises:
+            NotImplementedError: the broker keeps no recovery log.
+            Exception: the transport failed.
+        """
+        raise NotImplementedError
+
+    async def missed(self, namespace: str, after: str) -> list[Broadcast] | None:
+        """The durable broadcasts of ``namespace`` after offset ``after``, oldest first
+        (with their offsets), or None when some of them were trimmed from the log (or
+        ``after`` is no offset of this log).
+
+        Raises:
+            NotImplementedError: the broker keeps no recovery log.
+            Exception: the transport failed.
+        """
+        raise NotImplementedError
+
+    async def node_listening(self, node: str) -> bool:
+        """Whether ``node`` is connected to the transport now (a node killed a moment
+        ago is not, even before its heartbeat expires).
+
+        Raises:
+            NotImplementedError: the broker keeps no recovery log.
+            Exception: the transport failed.
+        """
+        raise NotImplementedError
 
     async def live_nodes(self) -> list[str]:
         """The ids of the live nodes (this one included), sorted.
@@ -551,7 +654,9 @@ class ClusterBroker(Broker):
         if isinstance(message, Envelope):
             self._inbox.put((message, info.name or ""))
             return
-        if message.origin == self.node_id:
+        if message.origin == self.node_id and not (
+            isinstance(message, Broadcast) and message.offset is not None
+        ):
             self.stats.own += 1
             return
         if isinstance(message, Broadcast):

@@ -19,6 +19,7 @@ __all__ = [
     "Reply",
     "RequestHandler",
     "RequestResult",
+    "SessionRecord",
 ]
 
 CommandKind = Literal["join", "leave", "disconnect", "server_side_emit"]
@@ -42,6 +43,8 @@ class Broadcast:
         message_id: the id shared by every copy of one broadcast (``None`` from emitters).
         packet_type: the Socket.IO packet type (2 EVENT, 5 BINARY_EVENT...).
         encoded: a packet the publisher encoded itself (then ``data`` is empty).
+        offset: the broadcast's position in the cluster's recovery log (a durable
+            broadcast, see :meth:`ClusterBroker.broadcast`), else ``None``.
     """
 
     namespace: str
@@ -53,6 +56,7 @@ class Broadcast:
     message_id: str | None = None
     packet_type: int = EVENT
     encoded: bytes | str | None = None
+    offset: str | None = None
 
     @property
     def event(self) -> str | None:
@@ -151,6 +155,35 @@ class RequestResult:
     def complete(self) -> bool:
         """Every node asked answered without error."""
         return not self.missing and not self.errors and not self.timed_out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """The state of one Socket.IO session, kept by the cluster for recovery.
+
+    Written while the socket lives (so a node that dies leaves it behind) and when it
+    disconnects; taken once by the node the client reconnects to.
+
+    Attributes:
+        pid: the private session id the client sends back to recover.
+        sid: the socket id (the recovered socket keeps it).
+        namespace: the Socket.IO namespace.
+        node: the node that held the socket when this was written.
+        rooms: the socket's rooms (its own sid room included).
+        data: the socket's ``data`` (msgpack-serializable).
+        position: the recovery-log offset up to which the socket missed nothing
+            (used when the client sends no offset), or ``None`` when unknown.
+        connected: ``True`` while the socket was connected when this was written.
+    """
+
+    pid: str
+    sid: str
+    namespace: str
+    node: str
+    rooms: tuple[str, ...] = ()
+    data: Any = None
+    position: str | None = None
+    connected: bool = True
 
 
 MessageHandler = Callable[[Broadcast | RemoteCommand], Awaitable[None] | None]

@@ -45,18 +45,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..exceptions import BufferFull, PacketError, PayloadTooBig
 from .base import Envelope
-from .channels import envelope_channel, node_channel
+from .channels import envelope_channel, namespace_channel, node_channel
 from .cluster import BrokerState, ClusterBroker, check_positive
-from .messages import Broadcast, NodeRequest, RemoteCommand, Reply
+from .messages import Broadcast, NodeRequest, RemoteCommand, Reply, SessionRecord
 from .tasks import cancel_and_wait, wait_event
 
 __all__ = ["RedisBroker"]
@@ -64,6 +65,78 @@ __all__ = ["RedisBroker"]
 logger = logging.getLogger("tether.broker")
 
 _SUBSCRIBE_CHUNK = 512  # channels per SUBSCRIBE command
+_MAX_LOGS_FOLLOWED = 10_000  # namespaces whose newest durable offset is remembered
+_DURABLE = "\x00durable"  # the channel of a buffered durable broadcast (no real channel)
+
+# Stream ids are "MS-SEQ"; Lua compares them as two numbers.
+_LUA_IDS = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function later(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am > bm or (am == bm and as > bs)
+end
+"""
+
+# A durable broadcast: trim the log (remembering the newest id trimmed, so a recovering
+# client that missed a trimmed entry is told it did not recover), append, and publish
+# with the new entry's id, all in one script: the log and the pub/sub order agree.
+# KEYS: stream, trim mark. ARGV: max entries, retention ms, broadcast, the publish
+# command (PUBLISH, or SPUBLISH on a Redis Cluster), channels...
+_DURABLE_SCRIPT = (
+    _LUA_IDS
+    + """
+local stream, mark = KEYS[1], KEYS[2]
+local maxlen, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function trimmed(id)
+  local old = redis.call('GET', mark)
+  if not old or later(id, old) then redis.call('SET', mark, id) end
+end
+local n = redis.call('XLEN', stream)
+if n >= maxlen then
+  local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', n - maxlen + 1)
+  trimmed(gone[#gone][1])
+  redis.call('XTRIM', stream, 'MAXLEN', maxlen - 1)
+end
+local id = redis.call('XADD', stream, '*', 'm', ARGV[3])
+local now = redis.call('TIME')
+local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - keep
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+if first and parse(first[1]) < cutoff then
+  local last = redis.call('XREVRANGE', stream, '(' .. cutoff .. '-0', '-', 'COUNT', 1)[1]
+  if last then trimmed(last[1]) end
+  redis.call('XTRIM', stream, 'MINID', cutoff)
+end
+redis.call('PEXPIRE', stream, 2 * keep)
+redis.call('PEXPIRE', mark, 2 * keep)
+local message = '\\193' .. id .. ' ' .. ARGV[3]
+for i = 5, #ARGV do redis.call(ARGV[4], ARGV[i], message) end
+return id
+"""
+)
+
+# The broadcasts after an offset and the newest id trimmed, read at one moment.
+# KEYS: stream, trim mark. ARGV: the offset, the most entries.
+_MISSED_SCRIPT = """
+return {redis.call('GET', KEYS[2]) or false,
+        redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))}
+"""
+
+
+def _entry_id(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stream_id(offset: str) -> tuple[int, int] | None:
+    ms, sep, seq = offset.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or len(offset) > 41:
+        return None
+    return int(ms), int(seq)
+
+
 _FLUSH_CHUNK = 64  # buffered messages per pipeline when flushing
 
 
@@ -159,6 +232,11 @@ class RedisBroker(ClusterBroker):
         self._direct = True  # publishes may go straight to Redis
         self._peers: dict[str, float] = {}  # live nodes at the last beat, with expiry
         self._barrier: dict[str, float] = {}  # peers to wait for before flushing
+        self._scripts: dict[str, Any] = {}  # redis-py Script objects by source
+        # The newest durable broadcast read per namespace, and (while the log is read
+        # after a reconnect) the durable broadcasts that arrive meanwhile.
+        self._last_durable: dict[str, str] = {}
+        self._catching_up: list[tuple[str, Broadcast]] | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -182,7 +260,8 @@ class RedisBroker(ClusterBroker):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def _transport_start(self) -> None:
+    async def _make_client(self) -> Any:
+        """The client of commands (publishes, heartbeats, records)."""
         import redis.asyncio as aioredis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -200,7 +279,10 @@ class RedisBroker(ClusterBroker):
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+        return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+
+    async def _transport_start(self) -> None:
+        self._redis = await self._make_client()
         loop = asyncio.get_running_loop()
         for coro, name in (
             (self._supervise(), "pubsub"),
@@ -242,8 +324,8 @@ class RedisBroker(ClusterBroker):
 
     # ------------------------------------------------------------------ pub/sub connection
 
-    def _new_pubsub_connection(self) -> Any:
-        pool = self._redis.connection_pool
+    def _new_pubsub_connection(self, pool: Any = None) -> Any:
+        pool = pool if pool is not None else self._redis.connection_pool
         kwargs = dict(pool.connection_kwargs)
         # The reader blocks for as long as the channels are quiet; liveness comes from
         # the PINGs, not from a read timeout (redis-py 8's default read timeout is what
@@ -354,6 +436,11 @@ class RedisBroker(ClusterBroker):
                     self._on_healthy()
 
     def _on_healthy(self) -> None:
+        if self._ever_healthy and self._last_durable and self._catching_up is None:
+            # Durable broadcasts published while this node was not subscribed are in the
+            # recovery log: deliver them before what comes live from now on.
+            self._catching_up = []
+            self._tasks.append(asyncio.ensure_future(self._catch_up()))
         self._healthy.set()
         self._ever_healthy = True
         self._beat_now.set()  # announce at once: peers may be waiting for us
@@ -385,7 +472,14 @@ class RedisBroker(ClusterBroker):
                     self._incoming_reply(node_message)
                 return
             if info.kind in ("room", "namespace"):
+                offset, data = wire.split_offset(data)
                 message = wire.decode_broadcast(data, info.namespace)
+                if offset is not None:
+                    message = dataclasses.replace(message, offset=offset)
+                    if self._catching_up is not None:
+                        self._catching_up.append((channel, message))
+                        return
+                    self._seen_offset(info.namespace, offset)
             elif info.kind == "request":
                 message = wire.decode_command(data, info.namespace)
             else:
@@ -398,6 +492,41 @@ class RedisBroker(ClusterBroker):
             self.stats.irrelevant += 1  # a socket.io request type tether does not handle
             return
         self._incoming(channel, message)
+
+    def _seen_offset(self, namespace: str, offset: str) -> None:
+        last = self._last_durable
+        if namespace not in last and len(last) >= _MAX_LOGS_FOLLOWED:
+            del last[next(iter(last))]
+        last[namespace] = offset
+
+    async def _catch_up(self) -> None:
+        """After the pub/sub connection came back: the durable broadcasts this node
+        missed meanwhile, from the recovery log (duplicates are dropped by message id),
+        then those that arrived live while they were read."""
+        try:
+            for namespace, after in list(self._last_durable.items()):
+                try:
+                    missed = await self.missed(namespace, after)
+                except Exception as exc:
+                    logger.warning("recovery log of %s unreachable: %r", namespace, exc)
+                    continue
+                if missed is None:
+                    logger.warning(
+                        "%s: broadcasts missed during the outage were trimmed", namespace
+                    )
+                    continue
+                channel = namespace_channel(self.prefix, namespace)
+                for message in missed:
+                    assert message.offset is not None
+                    self._seen_offset(namespace, message.offset)
+                    self.stats.caught_up += 1
+                    self._incoming(channel, message)
+        finally:
+            queued, self._catching_up = self._catching_up or [], None
+            for channel, message in queued:
+                assert message.offset is not None
+                self._seen_offset(message.namespace, message.offset)
+                self._incoming(channel, message)
 
     # ------------------------------------------------------------------ liveness
 
@@ -488,15 +617,162 @@ class RedisBroker(ClusterBroker):
             )
         await self._publish_now([(node_channel(self.prefix, node), data)])
 
+    _PUBLISH = "PUBLISH"
+
     async def _publish_now(self, items: list[tuple[str, bytes]]) -> None:
-        if len(items) == 1:
-            await self._redis.publish(*items[0])
+        if len(items) == 1 and items[0][0] != _DURABLE:
+            await self._redis.execute_command(self._PUBLISH, *items[0])
         else:
             pipe = self._redis.pipeline(transaction=False)
             for channel, data in items:
-                pipe.publish(channel, data)
+                if channel == _DURABLE:
+                    await self._durable_call(data, pipe)
+                else:
+                    pipe.execute_command(self._PUBLISH, channel, data)
             await pipe.execute()
         self.stats.published += len(items)
+
+    # ------------------------------------------------------------------ recovery log
+
+    @property
+    def durable(self) -> bool:
+        """True: the recovery log is a Redis stream per namespace, and session records
+        are Redis keys (see :meth:`ClusterBroker.broadcast`)."""
+        return True
+
+    def _stream_keys(self, namespace: str) -> tuple[str, str]:
+        # In the hash slot of the namespace channel (a Redis Cluster runs the durable
+        # script, which publishes on that channel, on the shard that holds both).
+        stream = "{" + namespace_channel(self.prefix, namespace) + "}:log"
+        return stream, stream + ":trimmed"
+
+    def _durable_channels(self, namespace: str, channels: list[str]) -> list[str]:
+        """The channels a durable broadcast is published on (its room channels here)."""
+        return channels
+
+    def _session_key(self, pid: str) -> str:
+        return f"{self.prefix}:session:{pid}"
+
+    async def _transport_durable_broadcast(self, channels: list[str], message: Broadcast) -> None:
+        from . import wire
+
+        data = self._encoded(wire.encode_broadcast(message))
+        # The buffer item carries what the script needs (namespace and channels first).
+        channels = self._durable_channels(message.namespace, channels)
+        item = wire._pack([message.namespace, channels, data])
+        await self._publish([(_DURABLE, item)])
+
+    async def _durable_call(self, item: bytes, pipe: Any = None) -> Any:
+        # (On a pipeline, redis-py's script call only queues EVALSHA, but is a coroutine.)
+        from . import wire
+
+        namespace, channels, data = wire._unpack(item)
+        stream, mark = self._stream_keys(namespace)
+        keep_ms = int(self._log_retention * 1000)
+        return await self._script(_DURABLE_SCRIPT)(
+            keys=[stream, mark],
+            args=[self._log_max_packets, keep_ms, data, self._PUBLISH, *channels],
+            client=pipe,
+        )
+
+    def _script(self, source: str) -> Any:
+        scripts = self._scripts
+        if source not in scripts:
+            scripts[source] = self._redis.register_script(source)
+        return scripts[source]
+
+    async def save_sessions(self, records: Sequence[SessionRecord], ttl: float) -> None:
+        from . import wire
+
+        self._check_open()
+        if not records:
+            return
+        newest: dict[str, str] = {}
+        unplaced = sorted({r.namespace for r in records if r.position is None})
+        if unplaced:
+            pipe = self._redis.pipeline(transaction=False)
+            for namespace in unplaced:
+                pipe.xrevrange(self._stream_keys(namespace)[0], "+", "-", count=1)
+            for namespace, last in zip(unplaced, await pipe.execute(), strict=True):
+                newest[namespace] = _entry_id(last[0][0]) if last else "0-0"
+        ttl_ms = max(1, int(ttl * 1000))
+        pipe = self._redis.pipeline(transaction=False)
+        for record in records:
+            try:
+                data = wire.encode_session(record)
+            except TypeError as exc:
+                logger.warning("socket %s: data not kept for recovery: %s", record.sid, exc)
+                data = wire.encode_session(dataclasses.replace(record, data={}))
+            key = self._session_key(record.pid)
+            pipe.hset(key, "r", data)
+            if record.position is not None:
+                pipe.hset(key, "p", record.position)
+            else:  # keep the position known, else the log's newest offset
+                pipe.hsetnx(key, "p", newest[record.namespace])
+            pipe.pexpire(key, ttl_ms)
+        await pipe.execute()
+        self.stats.sessions_saved += len(records)
+
+    async def delete_sessions(self, pids: Sequence[str]) -> None:
+        self._check_open()
+        if pids:
+            await self._redis.delete(*(self._session_key(pid) for pid in pids))
+
+    async def peek_session(self, pid: str) -> SessionRecord | None:
+        from ..exceptions import PacketError
+        from . import wire
+
+        self._check_open()
+        data, position = await self._redis.hmget(self._session_key(pid), "r", "p")
+        if data is None:
+            return None
+        try:
+            return wire.decode_session(data, position.decode() if position else None)
+        except PacketError as exc:
+            logger.warning("undecodable session record %s: %s", pid, exc)
+            return None
+
+    async def take_session(self, pid: str) -> bool:
+        self._check_open()
+        return bool(await self._redis.delete(self._session_key(pid)))
+
+    async def missed(self, namespace: str, after: str) -> list[Broadcast] | None:
+        from ..exceptions import PacketError
+        from . import wire
+
+        self._check_open()
+        start = _stream_id(after)
+        if start is None:
+            return None
+        stream, mark = self._stream_keys(namespace)
+        trimmed, entries = await self._script(_MISSED_SCRIPT)(
+            keys=[stream, mark], args=[after, self._log_max_packets]
+        )
+        if trimmed:
+            newest_gone = _stream_id(trimmed.decode())
+            if newest_gone is not None and newest_gone >= start:
+                return None  # something after ``after`` is gone
+        result: list[Broadcast] = []
+        for entry_id, fields in entries:
+            # XRANGE through EVAL: each entry is [id, [field, value, ...]].
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            try:
+                message = wire.decode_broadcast(values[b"m"], namespace)
+            except (PacketError, KeyError):
+                self.stats.decode_errors += 1
+                continue
+            result.append(dataclasses.replace(message, offset=_entry_id(entry_id)))
+        return result
+
+    async def node_listening(self, node: str) -> bool:
+        self._check_open()
+        channel = node_channel(self.prefix, node)
+        return (await self._numsub([channel])).get(channel, 0) > 0
+
+    async def _numsub(self, channels: list[str]) -> dict[str, int]:
+        """How many connections subscribe each channel."""
+        counts = await self._redis.pubsub_numsub(*channels)
+        return {_entry_id(name): int(count) for name, count in counts}
 
     async def _publish(self, items: list[tuple[str, bytes]]) -> None:
         self._check_open()
@@ -578,13 +854,10 @@ class RedisBroker(ClusterBroker):
                 return
             nodes = sorted(self._barrier)
             try:
-                counts = await self._redis.pubsub_numsub(
-                    *(node_channel(self.prefix, n) for n in nodes)
-                )
+                counts = await self._numsub([node_channel(self.prefix, n) for n in nodes])
             except Exception:
-                counts = []
-            for channel, count in counts:
-                name = channel.decode() if isinstance(channel, bytes) else channel
+                counts = {}
+            for name, count in counts.items():
                 node = name[len(self.prefix) + len("#node#") : -1]
                 if count > 0:
                     self._barrier.pop(node, None)

@@ -29,13 +29,21 @@ class BrokerStats:
         requests_handled: incoming requests handed to ``on_request``.
         requests_refused: incoming requests refused (too many running).
         late_replies: replies for a request that had already returned.
-        subscribe_commands: SUBSCRIBE/UNSUBSCRIBE commands sent.
+        subscribe_commands: SUBSCRIBE/UNSUBSCRIBE commands sent (on a Redis Cluster, one
+            per hash slot).
+        subscribe_batches: interest changes handed to the transport at once (the
+            changes of one loop turn are one batch).
         reconnects: times the pub/sub connection was re-established.
         resubscribed: channels subscribed again after a reconnect.
         buffered: messages in the outage buffer now (a gauge).
         buffered_bytes: bytes in the outage buffer now (a gauge).
         buffered_total: messages that went through the outage buffer.
         buffer_rejected: publishes refused with BufferFull.
+        sessions_saved: session records written for connection-state recovery.
+        sessions_recovered: sessions recovered here from a record of the cluster.
+        sessions_not_recovered: recovery attempts that found no usable record or log.
+        caught_up: durable broadcasts read back from the recovery log after the pub/sub
+            connection came back (those published while this node was not listening).
     """
 
     published: int = 0
@@ -54,12 +62,17 @@ class BrokerStats:
     requests_refused: int = 0
     late_replies: int = 0
     subscribe_commands: int = 0
+    subscribe_batches: int = 0
     reconnects: int = 0
     resubscribed: int = 0
     buffered: int = 0
     buffered_bytes: int = 0
     buffered_total: int = 0
     buffer_rejected: int = 0
+    sessions_saved: int = 0
+    sessions_recovered: int = 0
+    sessions_not_recovered: int = 0
+    caught_up: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         """A plain-dict copy of the counters (for metrics and logs)."""

@@ -19,6 +19,12 @@ Node channels carry tether's own maps, msgpack, with ``"v": 1``:
 :meth:`~tether.broker.base.Broker.publish` are ``{"v": 1, "kind", "ns", "origin",
 "payload"}``.
 
+A durable broadcast (one kept in the recovery log, a Redis stream) is published as
+``0xC1 OFFSET 0x20 BROADCAST``: 0xC1 is the one byte msgpack never uses, so no socket.io
+node or emitter message starts with it, and ``OFFSET`` is the broadcast's stream entry
+id, given by Redis in the same script that logs and publishes it. Session records
+(:class:`~tether.broker.messages.SessionRecord`) are msgpack maps with ``"v": 1``.
+
 Every decoder raises :class:`~tether.exceptions.PacketError` on bytes it cannot use.
 """
 
@@ -32,7 +38,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from ..exceptions import PacketError
 from .base import Envelope
-from .messages import Broadcast, CommandKind, NodeRequest, RemoteCommand, Reply
+from .messages import Broadcast, CommandKind, NodeRequest, RemoteCommand, Reply, SessionRecord
 
 __all__ = [
     "COMMAND_TYPES",
@@ -40,10 +46,13 @@ __all__ = [
     "decode_command",
     "decode_envelope",
     "decode_node_message",
+    "decode_session",
     "encode_broadcast",
     "encode_envelope",
     "encode_reply",
     "encode_request",
+    "encode_session",
+    "split_offset",
 ]
 
 WIRE_VERSION = 1
@@ -284,3 +293,70 @@ def decode_envelope(data: bytes) -> Envelope:
         origin=str(obj.get("origin", "")),
         payload=payload,
     )
+
+
+DURABLE_MARK = 0xC1  # never used by msgpack: no other message starts with it
+
+
+def split_offset(data: bytes) -> tuple[str | None, bytes]:
+    """Split a published message into its recovery offset (durable broadcasts only)
+    and the broadcast bytes.
+
+    Raises:
+        PacketError: a durable mark without an offset.
+    """
+    if not data or data[0] != DURABLE_MARK:
+        return None, data
+    end = data.find(b" ", 1)
+    if end < 2:
+        raise PacketError("a durable broadcast without its offset")
+    try:
+        return data[1:end].decode("ascii"), data[end + 1 :]
+    except UnicodeDecodeError:
+        raise PacketError("a durable broadcast offset must be ASCII") from None
+
+
+def encode_session(record: SessionRecord) -> bytes:
+    """Encode a session record.
+
+    Raises:
+        TypeError: ``data`` holds something msgpack cannot carry.
+    """
+    return _pack(
+        {
+            "v": WIRE_VERSION,
+            "pid": record.pid,
+            "sid": record.sid,
+            "ns": record.namespace,
+            "node": record.node,
+            "rooms": list(record.rooms),
+            "data": record.data,
+            "pos": record.position,
+            "on": record.connected,
+        }
+    )
+
+
+def decode_session(data: bytes, position: str | None = None) -> SessionRecord:
+    """Decode a session record (``position``, when given, replaces the stored one).
+
+    Raises:
+        PacketError: not a session record.
+    """
+    obj = _unpack(data)
+    if not isinstance(obj, dict) or obj.get("v") != WIRE_VERSION:
+        raise PacketError("a session record is a map with v=1")
+    try:
+        pos = position if position is not None else obj.get("pos")
+        return SessionRecord(
+            pid=str(obj["pid"]),
+            sid=str(obj["sid"]),
+            namespace=str(obj["ns"]),
+            node=str(obj["node"]),
+            rooms=_strings(obj.get("rooms"), "rooms"),
+            data=obj.get("data"),
+            position=pos if isinstance(pos, str) and pos else None,
+            connected=bool(obj.get("on", False)),
+        )
+    except KeyError as exc:
+        raise PacketError(f"session record without {exc}") from None

@@ -203,10 +203,13 @@ class ClusterLink:
         compress: bool = True,
         policy: Policy | None = None,
         key: str | None = None,
+        durable: bool = False,
     ) -> None:
         """Send an event to the matching sockets of the other nodes (with the emit's
         slow-consumer policy: a receiving node cannot make a remote emitter wait, so
         there ``wait`` queues up to the hard limit, twice the cap, then disconnects).
+        A ``durable`` one goes into the shared recovery log and reaches this node's
+        sockets too (see :mod:`tether.realtime.sessions`).
 
         Raises:
             InvalidState: the broker is closed.
@@ -228,6 +231,7 @@ class ClusterLink:
             rooms=sorted(rooms),
             except_rooms=sorted(except_rooms),
             flags=flags,
+            durable=durable,
         )
 
     async def request(
@@ -299,6 +303,7 @@ class ClusterLink:
                 bool(flags.get("compress", True)),
                 policy,
                 flags.get("key"),
+                message.offset,
             )
             return None
         return self._command(ns, message)

@@ -236,10 +236,20 @@ class Connection:
             self._send_error(name, "Invalid namespace")
             return
         log = ns.recovery_log
+        shared = self.hub._shared
         restored = log.restore(auth) if log is not None else None
-        sid = restored[0].sid if restored is not None else secrets.token_urlsafe(15)
+        record = await shared.restore(ns, auth) if shared is not None and auth else None
+        if record is not None:
+            sid = record[0].sid
+        elif restored is not None:
+            sid = restored[0].sid
+        else:
+            sid = secrets.token_urlsafe(15)
         socket = Socket(ns, self, sid, self._handshake(auth))
-        if restored is None or log is None or not log.options.skip_middlewares:
+        options = self.hub.recovery
+        if (restored is None and record is None) or (
+            options is not None and not options.skip_middlewares
+        ):
             try:
                 await _call_all(ns._middlewares, socket, auth)
             except ConnectionRefused as exc:
@@ -249,13 +259,29 @@ class Connection:
                 logger.exception("error in middleware")
                 self._refused(socket, name, str(exc) or "Internal error")
                 return
+        replay: list[list[str | bytes]] | None = None
+        if record is not None and shared is not None:
+            # Rooms joined and the missed broadcasts gathered before CONNECT goes out.
+            replay = await shared.replay(ns, socket, *record)
+            if replay is None:
+                record = None
+                sid = socket.sid = secrets.token_urlsafe(15)
         if self.session.state is not SessionState.OPEN or name in self.sockets:
             socket._gone = True
             ns.adapter.leave_all(sid)
             return
         self._cancel_connect_timer()
         reply: dict[str, Any] = {"sid": sid}
-        if log is not None:
+        if record is not None:
+            socket.pid = record[0].pid
+            socket.data = record[0].data if isinstance(record[0].data, dict) else {}
+            socket._position = record[0].position
+            socket.recovered = True
+            reply["pid"] = socket.pid
+        elif shared is not None:
+            socket.pid = secrets.token_urlsafe(15)
+            reply["pid"] = socket.pid
+        elif log is not None:
             if restored is not None:
                 socket.pid = restored[0].pid
                 socket.data = restored[0].data
@@ -267,7 +293,8 @@ class Connection:
         ns.sockets[sid] = socket
         # The sid room's SUBSCRIBE is in flight for one round trip (never delaying
         # CONNECT or the connect handlers); ``await socket.join(socket.sid)`` waits for it.
-        ns.adapter.join(sid, [sid, *(restored[0].rooms if restored is not None else ())])
+        if record is None:
+            ns.adapter.join(sid, [sid, *(restored[0].rooms if restored is not None else ())])
         socket.connected = True
         socket._send(encode(Packet(PacketType.CONNECT, name, reply)))
         if logger.isEnabledFor(logging.INFO):
@@ -279,11 +306,16 @@ class Connection:
                 session.sid,
                 session.transport,
                 _address(session),
-                " (recovered)" if restored is not None else "",
+                " (recovered)" if socket.recovered else "",
             )
         if restored is not None:
             for pieces in restored[1]:
                 socket._send(pieces)
+        if replay is not None:
+            for pieces in replay:
+                socket._send(pieces)
+        if shared is not None:
+            shared.touch(socket)
         await self._connected(ns, socket, auth)
 
     async def _connected(self, ns: Namespace, socket: Socket, auth: dict[str, Any]) -> None:
@@ -315,6 +347,8 @@ class Connection:
         self.sockets.pop(ns.name, None)
         if reason not in _DELIBERATE:
             ns._store(socket)
+        elif self.hub._shared is not None:
+            self.hub._shared.forget(socket)
         ns.adapter.leave_all(socket.sid)
         ns.sockets.pop(socket.sid, None)
         socket._fail_acks(reason)

@@ -35,7 +35,7 @@ import secrets
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asyncio.limits import Rate
 from ..asyncio.opening import Opening
@@ -63,9 +63,16 @@ from .drain import guard_upgrade as _guard_upgrade
 from .drain import run as _run_drain
 from .namespace import Handler, Middleware, Namespace
 from .operator import BroadcastOperator
-from .recovery import Recovery
+from .recovery import Recovery, RecoveryLog
 from .remote import RemoteSocket, SocketList
+from .sessions import SharedRecovery
 from .socket import Socket
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Literal
+
+    from .admin import AdminUI, Mode
 
 __all__ = [
     "AckTimeout",
@@ -174,6 +181,9 @@ class Hub:
     #: The drain under way (see :meth:`drain`), None while serving normally.
     _drain: DrainState | None = None
 
+    #: The Admin UI reports (see :meth:`instrument`), None until instrumented.
+    _admin: AdminUI | None = None
+
     def __init__(
         self,
         *,
@@ -212,6 +222,7 @@ class Hub:
             raise TypeError(f"the hub needs a ClusterBroker, not {type(broker).__name__}")
         self.broker: ClusterBroker = broker
         self._cluster = ClusterLink(self, broker)
+        self._shared: SharedRecovery | None = self._shared_for(broker)
         self._own_node_id = node_id is not None
         self._server_handlers: dict[str, Handler] = {}
         self.max_attachments = max_attachments
@@ -285,11 +296,22 @@ class Hub:
             raise InvalidState("use_broker() must come before the hub serves")
         self.broker = broker
         self._cluster = ClusterLink(self, broker)
+        self._shared = self._shared_for(broker)
         if not self._own_node_id:
             self.node_id = broker.node_id
         for ns in [*self._namespaces.values(), *(parent for _, parent in self._dynamic)]:
             ns.adapter = ClusterAdapter(self._cluster, ns.name)
+            if self._shared is not None:
+                ns.recovery_log = None
+            elif self.recovery is not None and ns.recovery_log is None:
+                ns.recovery_log = RecoveryLog(self.recovery, ns.name, self._offset_prefix)
         self._wire_broker()
+
+    def _shared_for(self, broker: ClusterBroker) -> SharedRecovery | None:
+        recovery = self.recovery
+        if recovery is None or not recovery.shared or not broker.durable:
+            return None
+        return SharedRecovery(self, recovery, broker)
 
     async def _forward_polling(self, request: Request, sid: str) -> Response | None:
         return await _forwarding.forward(self, request, sid)
@@ -302,6 +324,57 @@ class Hub:
             ImportError: prometheus-client is not installed (``tether[metrics]``).
         """
         _ops.expose(self, metrics=metrics, healthz=healthz)
+
+    def instrument(
+        self,
+        *,
+        auth: Literal[False] | Mapping[str, Any],
+        readonly: bool = False,
+        namespace: str = "/admin",
+        server_id: str | None = None,
+        mode: Mode = "development",
+        stats_interval: float = 2.0,
+    ) -> AdminUI:
+        """Show this hub in the Socket.IO Admin UI (the ``@socket.io/admin-ui``
+        dashboard), like ``instrument(io, {...})`` of the Node package: an admin
+        namespace that reports sockets, rooms, events and server stats, and takes the
+        dashboard's join, leave and disconnect commands (see :mod:`tether.realtime.admin`).
+        Call it before the hub serves; call it on every node of a cluster.
+
+        Args:
+            auth: required: False (no login), or ``{"type": "basic", "username": ...,
+                "password": ...}`` with the password itself, or its bcrypt hash when the
+                ``bcrypt`` package is installed.
+            readonly: refuse the dashboard's commands.
+            namespace: the admin namespace.
+            server_id: this node's name in the dashboard (``hostname#pid``).
+            mode: ``"development"`` (every socket and event) or ``"production"``
+                (aggregated stats only).
+            stats_interval: seconds between ``server_stats`` reports.
+
+        Returns:
+            The :class:`~tether.realtime.admin.AdminUI` (its ``namespace`` is the admin
+            namespace).
+
+        Raises:
+            InvalidOption: a bad ``auth``, ``mode``, ``namespace`` or ``stats_interval``.
+            ImportError: the password is a bcrypt hash and bcrypt is not installed.
+            InvalidState: the hub is already instrumented.
+        """
+        from .admin import AdminUI
+
+        admin = AdminUI(
+            self,
+            auth=auth,
+            readonly=readonly,
+            namespace=namespace,
+            server_id=server_id,
+            mode=mode,
+            stats_interval=stats_interval,
+        )
+        if self._cluster._ready.is_set():
+            admin._start()  # start() has run already
+        return admin
 
     # ------------------------------------------------------------------ namespaces
 
@@ -551,6 +624,8 @@ class Hub:
             InvalidState: the broker was closed.
         """
         await self._cluster.start()
+        if self._admin is not None:
+            self._admin._start()
 
     # ------------------------------------------------------------------ serving
 
@@ -743,8 +818,12 @@ class Hub:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
             for task in pending:
                 task.cancel()
+        if self._admin is not None:
+            await self._admin._stop()  # after the disconnects, which it reports
         # The sockets are gone, so is their interest: wait for the UNSUBSCRIBEs.
         await self._cluster.drain()
+        if self._shared is not None:
+            await self._shared.close()
         for ns in self._namespaces.values():
             if ns.recovery_log is not None:
                 ns.recovery_log.close()

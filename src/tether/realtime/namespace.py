@@ -68,11 +68,16 @@ class Namespace:
         self._on_connect: list[Handler] = []
         self._on_disconnect: list[Handler] = []
         self._middlewares: list[Middleware] = []
+        # This node's log, unless the cluster keeps a shared one (hub._shared).
         self.recovery_log = (
             RecoveryLog(hub.recovery, name, hub._offset_prefix)
-            if hub.recovery is not None
+            if hub.recovery is not None and hub._shared is None
             else None
         )
+        # Shared recovery: the newest log offset delivered here, and the broadcasts held
+        # for sockets being recovered (by sid) until their replay is sent.
+        self._last_offset: str | None = None
+        self._held: dict[str, list[tuple[str, list[str | bytes]]]] = {}
         #: Created on demand by a dynamic namespace (freed when its last socket leaves).
         self.dynamic = False
         self._policy: Policy | None = None
@@ -225,14 +230,22 @@ class Namespace:
         compress: bool = True,
         policy: Policy | None = None,
         key: str | None = None,
+        offset: str | None = None,
     ) -> list[Session]:
         """Deliver to this node's matching sockets; return the sessions left with a full
-        outbox (for a ``wait`` emitter to wait on)."""
+        outbox (for a ``wait`` emitter to wait on). ``offset``: a durable broadcast's
+        position in the shared recovery log (appended to its arguments)."""
         if volatile:
             policy, key = "drop", None
         policy = self._policy_for(policy)
         log = self.recovery_log
-        if log is not None and policy != "drop":
+        if offset is not None:
+            pieces = self._encode_offset(event, args, offset)
+            self._last_offset = offset
+            if self._held:
+                for sid in self.adapter.match(rooms, except_rooms, self._held.keys()):
+                    self._held[sid].append((offset, pieces))
+        elif log is not None and policy != "drop":
             offset = log.next_offset()
             pieces = encode_event(self.name, event, [*args, offset])
             log.record(offset, pieces, rooms, except_rooms)
@@ -241,6 +254,8 @@ class Namespace:
         targets = self._match(rooms, except_rooms)
         if not targets:
             return []
+        if self.hub._admin is not None:
+            self.hub._admin._broadcast_sent(self, event, args, targets)
         if len(pieces) == 1:
             # Encode once: the engine shares one message (and one WebSocket frame, where
             # it can) between every recipient.
@@ -255,11 +270,20 @@ class Namespace:
             return []
         return [s for s in (t.client.session for t in targets) if s.full]
 
+    def _encode_offset(
+        self, event: str, args: Sequence[Any], offset: str | None
+    ) -> list[str | bytes]:
+        return encode_event(self.name, event, [*args, offset])
+
     def _holds_recovery(self) -> bool:
         log = self.recovery_log
         return log is not None and log.stored > 0
 
     def _store(self, socket: Socket) -> None:
+        shared = self.hub._shared
+        if shared is not None:
+            shared.store(socket)
+            return
         log = self.recovery_log
         if log is not None and socket.pid is not None:
             log.store(socket.sid, socket.pid, self.adapter.rooms_of(socket.sid), socket.data)

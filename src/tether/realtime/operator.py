@@ -121,6 +121,15 @@ class BroadcastOperator:
             BufferFull: the broker cannot reach its transport and its buffer is full.
         """
         ns = self._ns
+        shared = ns.hub._shared
+        if (
+            shared is not None
+            and not self._local
+            and not self._volatile
+            and ns._policy_for(self._policy) != "drop"
+        ):
+            await self._emit_durable(event, args)
+            return
         full = ns._broadcast(
             event,
             args,
@@ -151,6 +160,31 @@ class BroadcastOperator:
             for session, ok in zip(full, waits, strict=True):
                 if not ok:
                     session._slow_consumer("wait")
+
+    async def _emit_durable(self, event: str, args: tuple[Any, ...]) -> None:
+        # Into the shared recovery log; this node's sockets get it back from the broker
+        # like every other node's, so wait for this node's subscriptions still in flight
+        # (a socket that just joined, or just connected) to be confirmed first.
+        ns = self._ns
+        cluster = ns.hub._cluster
+        waits = [
+            pending
+            for room in (self._rooms or (None,))
+            if (pending := cluster.pending(ns.name, room)) is not None
+        ]
+        if waits:
+            await asyncio.wait(waits, timeout=ns.hub.broker._subscribe_timeout)
+        await cluster.broadcast(
+            ns.name,
+            event,
+            args,
+            self._rooms,
+            self._except,
+            compress=self._compress,
+            policy=self._policy,
+            key=self._key,
+            durable=True,
+        )
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         """Send an event to every matching socket of every live node and gather their

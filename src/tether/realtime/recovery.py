@@ -28,14 +28,21 @@ class Recovery:
         skip_middlewares: skip the middlewares when a session is recovered.
         max_packets: the most broadcast packets kept for replay (oldest dropped first).
         max_bytes: the most bytes of encoded broadcast packets kept for replay, per
-            namespace (oldest dropped first). A client whose missed packets were dropped
-            does not recover: it gets a new session (``recovered`` false).
+            namespace (oldest dropped first; this node's log only: a shared log is
+            bounded by ``max_packets`` and time). A client whose missed packets were
+            dropped does not recover: it gets a new session (``recovered`` false).
+        shared: with a broker that keeps a recovery log shared by the cluster
+            (:class:`~tether.broker.RedisBroker`), keep the sessions and the missed
+            broadcasts there, so a client recovers on any node, even after its node
+            was killed (see :mod:`tether.realtime.sessions`). False keeps them on each
+            node (a client recovers only on the node it left).
     """
 
     max_disconnection_duration: float = 120.0
     skip_middlewares: bool = True
     max_packets: int = 10_000
     max_bytes: int = 32 * 2**20
+    shared: bool = True
 
 
 @dataclass(slots=True)

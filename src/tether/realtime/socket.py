@@ -32,6 +32,60 @@ class Handshake:
     url: str
 
 
+class SocketData(dict[str, Any]):
+    """A socket's ``data``: a dict that tells the cluster's session store when it
+    changes (top-level keys), so a node killed right after the change leaves it
+    behind for recovery."""
+
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: Socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._socket = socket
+
+    def _changed(self) -> None:
+        socket = self._socket
+        shared = socket.namespace.hub._shared
+        if shared is not None:
+            shared.touch(socket)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        self._changed()
+        return value
+
+    def pop(self, key: str, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self._changed()
+        return value
+
+    def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
+        self._changed()
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def __ior__(self, other: Any) -> SocketData:  # type: ignore[misc,override]
+        super().__ior__(other)
+        self._changed()
+        return self
+
+
 class Socket:
     """One client connected to one namespace.
 
@@ -52,14 +106,29 @@ class Socket:
         self.sid = sid
         self.pid: str | None = None
         self.handshake = handshake
-        self.data: dict[str, Any] = {}
+        self._data = SocketData(self)
         self.recovered = False
         self.connected = False
+        # Shared recovery: the log offset up to which this socket missed nothing.
+        self._position: str | None = None
         # Set once the socket has left (disconnected or refused): from then on it must
         # not register anything (rooms) that nothing would ever remove.
         self._gone = False
         self._acks: dict[int, asyncio.Future[list[Any]]] = {}
         self._ack_id = 0
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Free per-socket data, kept across a recovered reconnection (msgpack- and
+        JSON-friendly values when the cluster keeps sessions: its changes are written
+        to the session record as they happen; changes inside nested values are
+        written at the next refresh)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        self._data = SocketData(self, value)
+        self._data._changed()
 
     @property
     def rooms(self) -> set[str]:
@@ -134,6 +203,8 @@ class Socket:
             self._send(
                 encode_event(self.namespace.name, event, args), volatile, compress, policy, key
             )
+            if self.namespace.hub._admin is not None:
+                self.namespace.hub._admin._sent(self, event, args)
             session = self.client.session
             if (
                 self.namespace._policy_for(policy) == "wait"
@@ -147,6 +218,8 @@ class Socket:
         """Like :meth:`emit`, without awaiting (for sync code)."""
         if self.connected:
             self._send(encode_event(self.namespace.name, event, args))
+            if self.namespace.hub._admin is not None:
+                self.namespace.hub._admin._sent(self, event, args)
 
     async def send(self, *args: Any) -> None:
         """Emit a ``message`` event."""
@@ -170,6 +243,8 @@ class Socket:
         self._acks[ack_id] = fut
         try:
             self._send(encode_event(self.namespace.name, event, args, ack_id))
+            if self.namespace.hub._admin is not None:
+                self.namespace.hub._admin._sent(self, event, args)
             try:
                 args_back = await asyncio.wait_for(fut, timeout)
             except TimeoutError:
@@ -233,11 +308,22 @@ class Socket:
                     f"socket {self.sid} would be in {len(mine) + len(new)} rooms"
                     f" (max_rooms_per_socket={limit})"
                 )
-        return RoomChange(adapter.join(self.sid, rooms))
+        if self.namespace.hub._admin is not None:
+            self.namespace.hub._admin._joining(self, rooms)
+        change = RoomChange(adapter.join(self.sid, rooms))
+        shared = self.namespace.hub._shared
+        if shared is not None:
+            shared.touch(self)
+        return change
 
     def leave(self, *rooms: str) -> None:
         """Leave rooms (a socket cannot leave its own room)."""
+        if self.namespace.hub._admin is not None:
+            self.namespace.hub._admin._leaving(self, rooms)
         self.namespace.adapter.leave(self.sid, [r for r in rooms if r != self.sid])
+        shared = self.namespace.hub._shared
+        if shared is not None and not self._gone:
+            shared.touch(self)
 
     def to(self, *rooms: str) -> BroadcastOperator:
         """Broadcast to rooms, except this socket."""
