@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 NODE_DIR := tests/node
 
-.PHONY: run test install system-deps lint typecheck pytest conformance conformance-quick bench bench-smoke node-deps fuzz fuzz-smoke clean
+.PHONY: run test install system-deps lint typecheck docs pytest conformance conformance-quick bench bench-smoke node-deps fuzz fuzz-smoke clean
 
 $(VENV)/.installed: pyproject.toml setup.py src/tether/_speedups.c
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(VENV)/.installed
 
 $(VENV)/.fuzz-installed: $(VENV)/.installed
 	$(VPY) -m pip install -q -e '.[fuzz]'
+	touch $@
+
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(VPY) -m pip install -q -e '.[docs]'
 	touch $@
 
 node-deps: $(NODE_DIR)/node_modules/.installed
@@ -39,12 +43,16 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The documentation site (mkdocs.yml) into build/site: every warning fails the build.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 pytest: install node-deps system-deps
 	$(VPY) -m pytest -q -p no:cacheprovider
 	# the pure-Python twins of the compiled accelerator, on the protocol core
 	TETHER_PURE_PYTHON=1 $(VPY) -m pytest -q -p no:cacheprovider tests/protocol
 
-test: install node-deps system-deps lint typecheck pytest fuzz-smoke conformance-quick bench-smoke
+test: install node-deps system-deps lint typecheck docs pytest fuzz-smoke conformance-quick bench-smoke
 
 conformance: install
 	bash compliance/run.sh all
