@@ -152,6 +152,37 @@ class RedisClusterProcesses:
             time.sleep(0.05)
         raise AssertionError(f"failover of {primary} to {replica} did not happen")
 
+    def move_slot_of(self, key: str) -> int:
+        """Move the hash slot of ``key`` to another primary (``CLUSTER SETSLOT``, as
+        resharding does; the slot holds no keys of the test); returns the new owner."""
+        slot = int(self.cli(self.ports[0], "cluster", "keyslot", key))
+        source = self.owner_of(key)
+        target = next(p for p in self.primaries() if p != source)
+        source_id = self.cli(source, "cluster", "myid").strip()
+        target_id = self.cli(target, "cluster", "myid").strip()
+        self.cli(target, "cluster", "setslot", str(slot), "importing", source_id)
+        self.cli(source, "cluster", "setslot", str(slot), "migrating", target_id)
+        for port in (target, source):
+            self.cli(port, "cluster", "setslot", str(slot), "node", target_id)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(self._slot_owner(p, slot) == target for p in self.ports):
+                self.wait_ok()
+                return target
+            time.sleep(0.05)
+        raise AssertionError(f"slot {slot} did not move to {target}")
+
+    def _slot_owner(self, port: int, slot: int) -> int | None:
+        for line in self.cli(port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" not in fields[2]:
+                continue
+            for part in fields[8:]:
+                lo, _, hi = part.partition("-")
+                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                    return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        return None
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

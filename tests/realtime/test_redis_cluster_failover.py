@@ -1,5 +1,6 @@
 """Hubs on a real Redis Cluster (three primaries, a replica each) while a primary fails
-over with ``CLUSTER FAILOVER`` in the middle of the traffic.
+over with ``CLUSTER FAILOVER`` in the middle of the traffic, or a room's slot moves to
+another primary.
 
 With connection-state recovery on, broadcasts are durable: every broadcast whose emit
 returned reaches every member of its room exactly once and in order, across the
@@ -136,5 +137,34 @@ async def test_plain_broadcasts_and_requests_after_a_failover(redis_cluster: Any
         assert [s.sid for s in sockets] == [client.socket("/").sid]
         assert hubs[0].broker.state == "connected"
         assert hubs[1].broker.state == "connected"
+    finally:
+        await close(hubs, clients)
+
+
+async def test_broadcasts_follow_a_slot_that_moves(redis_cluster: Any) -> None:
+    prefix = f"tfm{uuid.uuid4().hex[:8]}"
+    hubs = [make_hub(redis_cluster.url, prefix, None) for _ in range(2)]
+    clients: list[Client] = []
+    try:
+        servers = await start(hubs)
+        client, inbox = await client_in(servers[1].port, "green")
+        clients.append(client)
+        await hubs[0].to("green").emit("before")
+        await inbox.wait_for("before")
+        reconnects = hubs[1].broker.stats.reconnects
+        channel = f"{prefix}#/#green#"
+        old = redis_cluster.owner_of(channel)
+        new = await asyncio.to_thread(redis_cluster.move_slot_of, channel)
+        assert new != old
+        async with asyncio.timeout(WAIT):
+            n = 0
+            while not inbox.named("probe"):
+                await hubs[0].to("green").emit("probe", n)
+                n += 1
+                await asyncio.sleep(0.05)
+        await hubs[0].to("green").emit("after")
+        await inbox.wait_for("after")
+        # The member's node was told (sunsubscribe) and subscribed again on the new owner.
+        assert hubs[1].broker.stats.reconnects > reconnects
     finally:
         await close(hubs, clients)
