@@ -181,6 +181,14 @@ register_server(
 )
 register_server(
     Server(
+        "tether-callback",
+        "tether (callbacks)",
+        python_server("tether_callback_server.py"),
+        python_module="tether",
+    )
+)
+register_server(
+    Server(
         "websockets",
         "websockets",
         python_server("websockets_server.py"),

@@ -21,6 +21,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -60,7 +61,26 @@ class _ConnLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{extra.get('conn_id')}] {msg}", kwargs
 
 
-class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
+class _ReadBuffer(threading.local):
+    """One read buffer per thread, shared by every connection of its event loop.
+
+    As a :class:`asyncio.BufferedProtocol`, a connection hands the transport a buffer to
+    read into. The transport fills it and calls ``buffer_updated`` at once, which
+    copies the bytes out, so one buffer serves every connection of a loop (and idle
+    connections hold none). Over TLS this matters most: a plain ``data_received``
+    protocol makes the TLS layer allocate its largest read size (256 KiB) for every
+    read and shrink it, a mmap, page faults and a mremap per message.
+    """
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(_READ_BUFFER_SIZE))
+
+
+_READ_BUFFER_SIZE = 256 * 1024
+_read_buffer = _ReadBuffer()
+
+
+class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
     """An open (or opening) WebSocket connection.
 
     Created by :func:`tether.serve` (passed to the handler) and :func:`tether.connect`;
@@ -104,6 +124,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         "_pump",
         "_queued_bytes",
         "_rate_bucket",
+        "_read_view",
         "_reading_paused",
         "_recv_waiter",
         "_resume_scheduled",
@@ -264,6 +285,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._read_view = _read_buffer.view  # this thread's (the loop's) buffer
         transport.set_write_buffer_limits(high=self.write_limit)  # type: ignore[attr-defined]
         self._schedule_keepalive()
 
@@ -273,6 +295,12 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.Protocol):
         self.connection_made(transport)
         if leftover:
             self.data_received(leftover)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from ..engine.session import Session, SessionState
@@ -29,6 +30,38 @@ logger = logging.getLogger("tether.realtime")
 _DELIBERATE = frozenset(
     ("client namespace disconnect", "server namespace disconnect", "server shutting down")
 )
+
+
+class _Rest:
+    """The rest of a coroutine that was started by hand and suspended on ``first``: the
+    task that awaits this waits on what the coroutine waits on, then drives it on."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self._coro, self._first
+        self._first = None
+        while True:
+            try:
+                value = yield yielded
+            except BaseException as exc:  # cancellation, thrown in by the task
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = coro.send(value)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Rest(coro, first)
 
 
 def _ack_value(result: Any) -> list[Any]:
@@ -89,8 +122,10 @@ class Connection:
 
     # ------------------------------------------------------------------ handler bound
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = self.loop.create_task(coro)
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], context: contextvars.Context | None = None
+    ) -> None:
+        task = self.loop.create_task(coro, context=context)
         self.tasks.add(task)
         hub_tasks = self.hub._tasks
         hub_tasks.add(task)
@@ -174,7 +209,21 @@ class Connection:
             logger.exception("error in handler for %r", event)
             return
         if inspect.iscoroutine(result):
-            self._spawn(result if ack_id is None else self._finish(socket, result, ack_id))
+            # Eager start: run the handler here up to its first suspension (as a task
+            # would, in a copy of the context); one that never suspends is done without
+            # a task, and its acknowledgement goes out at once.
+            context = contextvars.copy_context()
+            try:
+                first = context.run(result.send, None)
+            except StopIteration as done:
+                if ack_id is not None:
+                    socket._send(encode_ack(ns.name, ack_id, _ack_value(done.value)))
+                return
+            except Exception:
+                logger.exception("error in event handler")
+                return
+            rest = _resume(result, first)
+            self._spawn(rest if ack_id is None else self._finish(socket, rest, ack_id), context)
         elif inspect.isawaitable(result):
             self._spawn(self._finish(socket, result, ack_id))
         elif ack_id is not None:

@@ -376,6 +376,18 @@ def _parse(text: str, max_attachments: int) -> Packet:
     end = len(text)
     if not end:
         raise SocketIOPacketError("empty packet")
+    if end > 2 and text[0] == "2" and text[1] == "[":
+        # The common case first: an EVENT to "/" without an ack id (same checks).
+        payload = text[1:]
+        try:
+            data = _loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise SocketIOPacketError("invalid JSON payload") from exc
+        if "\\u" in payload and _SURROGATE_ESCAPE.search(payload):
+            _check_utf8(data)
+        if not _valid_payload(PacketType.EVENT, data):
+            raise SocketIOPacketError("invalid payload for EVENT")
+        return Packet(PacketType.EVENT, "/", data, None, 0)
     ptype = _TYPE_BY_CHAR.get(text[0])
     if ptype is None:
         raise SocketIOPacketError(f"unknown packet type {text[0]!r}")

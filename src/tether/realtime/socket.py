@@ -155,10 +155,15 @@ class Socket:
         policy: Policy | None = None,
         key: str | None = None,
     ) -> None:
-        session = self.client.session
         if volatile:
             policy, key = "drop", None
-        policy = self.namespace._policy_for(policy)
+        self._send_as(pieces, compress, self.namespace._policy_for(policy), key)
+
+    def _send_as(
+        self, pieces: list[str | bytes], compress: bool, policy: Policy, key: str | None
+    ) -> None:
+        """:meth:`_send` with the policy resolved."""
+        session = self.client.session
         if policy == "drop" and not session.writable:
             session._dropped("drop")
             return
@@ -198,21 +203,22 @@ class Socket:
             TypeError: arguments JSON cannot represent.
             InvalidOption: an unknown policy, or a key without ``"coalesce"``.
         """
-        policy = check_policy(policy, key)
+        if policy is not None or key is not None:
+            policy = check_policy(policy, key)
         if self.connected:
-            self._send(
-                encode_event(self.namespace.name, event, args), volatile, compress, policy, key
-            )
-            if self.namespace.hub._admin is not None:
-                self.namespace.hub._admin._sent(self, event, args)
-            session = self.client.session
-            if (
-                self.namespace._policy_for(policy) == "wait"
-                and not volatile
-                and session.full
-                and not await session.wait_room(session.engine.wait_timeout)
-            ):
-                session._slow_consumer("wait")
+            ns = self.namespace
+            if volatile:
+                resolved: Policy = "drop"
+                key = None
+            else:
+                resolved = policy or ns._policy or ns.hub.engine.slow_consumer_policy
+            self._send_as(encode_event(ns.name, event, args), compress, resolved, key)
+            if ns.hub._admin is not None:
+                ns.hub._admin._sent(self, event, args)
+            if resolved == "wait":
+                session = self.client.session
+                if session.full and not await session.wait_room(session.engine.wait_timeout):
+                    session._slow_consumer("wait")
 
     def emit_nowait(self, event: str, *args: Any) -> None:
         """Like :meth:`emit`, without awaiting (for sync code)."""
