@@ -23,7 +23,8 @@ Options:
   --reject-token T     the middleware of every namespace refuses auth.token == T with the
                        error "not authorized" (data: {"reason": "bad token"})
   --redis URL          join a cluster: a RedisBroker on URL (with --prefix P, default
-                       "tether"); rooms and broadcasts then span every node
+                       "tether", and --node-id ID, default random); rooms and broadcasts
+                       then span every node
 
 The namespaces "/" and "/chat" answer the same events:
   echo(*args[, ack])           -> ack(*args), or without an ack emit("echo", *args)
@@ -121,12 +122,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--reject-token", default=None, metavar="TOKEN")
     parser.add_argument("--redis", default=None, metavar="URL")
     parser.add_argument("--prefix", default="tether")
+    parser.add_argument("--node-id", default=None)
     return parser.parse_args(argv)
 
 
 def build(opts: argparse.Namespace, stopping: asyncio.Event) -> ReferenceHub:
     broker = (
-        RedisBroker(opts.redis, prefix=opts.prefix, heartbeat_interval=0.3, ping_interval=0.3)
+        RedisBroker(
+            opts.redis,
+            prefix=opts.prefix,
+            node_id=opts.node_id,
+            heartbeat_interval=0.3,
+            ping_interval=0.3,
+        )
         if opts.redis
         else None
     )

@@ -283,6 +283,39 @@ def nginx_free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def test_a_node_restarted_with_its_id_recovers_its_own_clients(
+    hub_server: Callable[..., ServerProcess],
+) -> None:
+    # One node with a fixed id, killed and started again on the same port with the same
+    # id: the records it left say "connected on this node", but no socket of the new
+    # process holds them, so its clients recover there.
+    prefix = f"tether-restart-{uuid.uuid4().hex[:8]}"
+    args = ["--redis", REDIS, "--prefix", prefix, "--node-id", "fixed-node", "--recovery"]
+    first = hub_server(*args)
+    port = first.port
+    hub = Hub(broker=RedisBroker(REDIS, prefix=prefix, **FAST), recovery=Recovery())  # type: ignore[arg-type]
+    peer = TetherPeer(delay=0.3)
+    try:
+        await peer.start(f"http://127.0.0.1:{port}")
+        assert await peer.call("join", "red") == "ok"
+        before = await peer.call("info")
+        await hub.to("red").emit("news", 1)
+        await peer.wait(lambda: peer.named("news") == [1], "the first broadcast")
+        os.kill(first.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        await hub.to("red").emit("news", 2)
+        hub_server(*args, "--port", port)  # the same node, back on its port
+        await peer.wait(lambda: peer.connects >= 2, "reconnected")
+        after = await peer.call("info")
+        assert after["pid"] != before["pid"]
+        assert after["recovered"] is True and after["id"] == before["id"]
+        await peer.wait(lambda: peer.named("news") == [1, 2], "the missed broadcast")
+    finally:
+        await peer.close()
+        await hub.close()
+        await hub.broker.close()
+
+
 @contextlib.contextmanager
 def own_redis(port: int) -> Iterator[Callable[[], None]]:
     """A redis-server of this test's own (nothing on disk); yields a restart function

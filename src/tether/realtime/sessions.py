@@ -222,9 +222,12 @@ class SharedRecovery:
                 self._not_recovered(ns, pid, "no session record")
                 return None
             if record.connected and (
-                record.node == self.broker.node_id or await self.broker.node_listening(record.node)
+                _held_here(ns, pid)
+                if record.node == self.broker.node_id
+                else await self.broker.node_listening(record.node)
             ):
-                # Its node is alive and still holds the socket.
+                # Its node is alive and still holds the socket. (A record of this node's
+                # id that no socket here holds is from an earlier process with that id.)
                 self._not_recovered(ns, pid, f"still connected on {record.node}")
                 return None
             after = offset if isinstance(offset, str) and offset else record.position
@@ -287,6 +290,10 @@ class SharedRecovery:
                 out.append(pieces)
         self.broker.stats.sessions_recovered += 1
         return out
+
+
+def _held_here(ns: Namespace, pid: str) -> bool:
+    return any(socket.pid == pid for socket in ns.sockets.values())
 
 
 def _meant_for(message: Broadcast, rooms: set[str]) -> bool:
