@@ -300,9 +300,11 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._read_view[:nbytes].tobytes())
+        # The parser copies what it keeps (the buffer is the next read's too).
+        with self._read_view[:nbytes] as data:
+            self.data_received(data)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         conn = self.conn
         conn.receive_data(data)
         events = conn.events_received()

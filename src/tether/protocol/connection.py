@@ -262,12 +262,31 @@ class Connection:
         buf = self._buf
         if not buf and not self._remaining and not self._msg_opcode and self._fast_frame(data):
             return
-        buf += data
+        # In the middle of a frame with nothing buffered (a large message, read after
+        # read): its payload is taken straight from ``data``, not copied into the buffer
+        # first.
+        direct = not buf and self._remaining > 0
+        if not direct:
+            buf += data
         n = len(buf)
         pos = 0
         self.stalled = False
         self._frames_left = self.frames_per_call
         try:
+            if direct:
+                with memoryview(data) as view:
+                    take = min(self._remaining, len(view))
+                    with view[:take] as piece:
+                        chunk = (
+                            self._unmask(piece) if self._frame_mask is not None else bytes(piece)
+                        )
+                    self._remaining -= take
+                    self._on_payload(chunk, self._remaining == 0)
+                    if self._discard:
+                        return
+                    if take < len(view):
+                        buf += view[take:]
+                n = len(buf)
             while pos < n:
                 if self._remaining:
                     take = min(self._remaining, n - pos)
