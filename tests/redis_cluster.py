@@ -130,15 +130,10 @@ class RedisClusterProcesses:
 
     def owner_of(self, key: str) -> int:
         slot = int(self.cli(self.ports[0], "cluster", "keyslot", key))
-        for line in self.cli(self.ports[0], "cluster", "nodes").splitlines():
-            fields = line.split()
-            if "master" not in fields[2]:
-                continue
-            for part in fields[8:]:
-                lo, _, hi = part.partition("-")
-                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
-                    return int(fields[1].split("@")[0].rsplit(":", 1)[1])
-        raise AssertionError(f"no owner of {key}")
+        owner = self._slot_owner(self.ports[0], slot)
+        if owner is None:
+            raise AssertionError(f"no owner of {key}")
+        return owner
 
     def failover(self, primary: int) -> int:
         """Promote the replica of ``primary``; returns the new primary's port."""

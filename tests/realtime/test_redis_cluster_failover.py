@@ -58,6 +58,19 @@ async def client_in(port: int, room: str) -> tuple[Client, Inbox]:
     return client, inbox
 
 
+async def flowing_again(hub: Hub, room: str, inbox: Inbox) -> None:
+    """A plain broadcast is at most once while the nodes resubscribe: send probes until
+    one arrives (bounded), then one more broadcast must arrive."""
+    async with asyncio.timeout(WAIT):
+        n = 0
+        while not inbox.named("probe"):
+            await hub.to(room).emit("probe", n)
+            n += 1
+            await asyncio.sleep(0.05)
+    await hub.to(room).emit("after")
+    await inbox.wait_for("after")
+
+
 async def close(hubs: list[Hub], clients: list[Client]) -> None:
     for client in clients:
         await client.disconnect()
@@ -123,16 +136,7 @@ async def test_plain_broadcasts_and_requests_after_a_failover(redis_cluster: Any
         owner = redis_cluster.owner_of(f"{prefix}#/#blue#")
         await asyncio.to_thread(redis_cluster.failover, owner)
 
-        # A plain broadcast is at most once while the nodes resubscribe: send until one
-        # arrives (bounded), then they flow again.
-        async with asyncio.timeout(WAIT):
-            n = 0
-            while not inbox.named("probe"):
-                await hubs[0].to("blue").emit("probe", n)
-                n += 1
-                await asyncio.sleep(0.05)
-        await hubs[0].to("blue").emit("after")
-        await inbox.wait_for("after")
+        await flowing_again(hubs[0], "blue", inbox)
         sockets = await hubs[0].timeout(WAIT).to("blue").fetch_sockets()
         assert [s.sid for s in sockets] == [client.socket("/").sid]
         assert hubs[0].broker.state == "connected"
@@ -156,14 +160,7 @@ async def test_broadcasts_follow_a_slot_that_moves(redis_cluster: Any) -> None:
         old = redis_cluster.owner_of(channel)
         new = await asyncio.to_thread(redis_cluster.move_slot_of, channel)
         assert new != old
-        async with asyncio.timeout(WAIT):
-            n = 0
-            while not inbox.named("probe"):
-                await hubs[0].to("green").emit("probe", n)
-                n += 1
-                await asyncio.sleep(0.05)
-        await hubs[0].to("green").emit("after")
-        await inbox.wait_for("after")
+        await flowing_again(hubs[0], "green", inbox)
         # The member's node was told (sunsubscribe) and subscribed again on the new owner.
         assert hubs[1].broker.stats.reconnects > reconnects
     finally:

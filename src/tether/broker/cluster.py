@@ -159,6 +159,7 @@ class ClusterBroker(Broker):
             prefix, self._node_channel, self._subscribe_batch, subscribe_timeout
         )
         self._envelope_subscribers: dict[str, list[Subscriber]] = {}
+        self._queue_size = queue_size
         self._inbox = Inbox(queue_size, handler_timeout, max_detached, self.stats, self._handlers)
         self._pending = PendingRequests(max_pending_requests, self.stats)
         self._kind_limits: dict[str, int] = {}

@@ -440,6 +440,7 @@ class RedisBroker(ClusterBroker):
             # Durable broadcasts published while this node was not subscribed are in the
             # recovery log: deliver them before what comes live from now on.
             self._catching_up = []
+            self._tasks = [task for task in self._tasks if not task.done()]
             self._tasks.append(asyncio.ensure_future(self._catch_up()))
         self._healthy.set()
         self._ever_healthy = True
@@ -477,7 +478,11 @@ class RedisBroker(ClusterBroker):
                 if offset is not None:
                     message = dataclasses.replace(message, offset=offset)
                     if self._catching_up is not None:
-                        self._catching_up.append((channel, message))
+                        # Bounded like the incoming queue: past it, drop and count.
+                        if len(self._catching_up) < self._queue_size:
+                            self._catching_up.append((channel, message))
+                        else:
+                            self.stats.dropped += 1
                         return
                     self._seen_offset(info.namespace, offset)
             elif info.kind == "request":

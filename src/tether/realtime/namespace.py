@@ -243,8 +243,13 @@ class Namespace:
             pieces = self._encode_offset(event, args, offset)
             self._last_offset = offset
             if self._held:
+                # Bounded: a socket whose replay would hold more than the log keeps is
+                # not recovered (see SharedRecovery.replay).
+                limit = self.hub.recovery.max_packets if self.hub.recovery else 0
                 for sid in self.adapter.match(rooms, except_rooms, self._held.keys()):
-                    self._held[sid].append((offset, pieces))
+                    held = self._held[sid]
+                    if len(held) <= limit:
+                        held.append((offset, pieces))
         elif log is not None and policy != "drop":
             offset = log.next_offset()
             pieces = encode_event(self.name, event, [*args, offset])
