@@ -108,7 +108,13 @@ async def test_durable_broadcasts_survive_a_failover(redis_cluster: Any) -> None
         assert new_owner != owner
         await asyncio.wait_for(sending, WAIT * 2)
         for inbox in inboxes:
-            await inbox.wait_for("n", total, timeout=WAIT * 2)
+            try:
+                await inbox.wait_for("n", total, timeout=WAIT * 2)
+            except TimeoutError:
+                got = {args[0] for args in inbox.named("n")}
+                missing = sorted(set(range(total)) - got)
+                stats = [hub.broker.stats for hub in hubs]
+                raise AssertionError(f"{len(missing)} missed: {missing[:20]}; {stats}") from None
         await emitter.to("r").emit("marker")
         for inbox in inboxes:
             await inbox.wait_for("marker")

@@ -236,7 +236,11 @@ class RedisBroker(ClusterBroker):
         # The newest durable broadcast read per namespace, and (while the log is read
         # after a reconnect) the durable broadcasts that arrive meanwhile.
         self._last_durable: dict[str, str] = {}
+        # Durable broadcasts that arrive live from the loss of the pub/sub connection until
+        # the recovery log has been read back (None: not catching up).
         self._catching_up: list[tuple[str, Broadcast]] | None = None
+        self._catch_up_task: asyncio.Future[None] | None = None
+        self._catch_up_again = False  # read the log (again) before delivering the queue
 
     # ------------------------------------------------------------------ state
 
@@ -390,6 +394,12 @@ class RedisBroker(ClusterBroker):
         self._healthy.clear()
         self._conn = None
         self._interest.lost()
+        if self._ever_healthy and self._last_durable and self._catching_up is None:
+            # From now until the log is read back, durable broadcasts that arrive live wait
+            # in a queue: some channels are subscribed again before others (and, on a
+            # cluster, before every shard is), and one delivered before the gap is filled
+            # would move this node's position past what it missed.
+            self._catching_up = []
         if not self._closed:
             # Publish nothing straight to Redis until we (and the peers) listen again.
             self._go_indirect()
@@ -436,12 +446,14 @@ class RedisBroker(ClusterBroker):
                     self._on_healthy()
 
     def _on_healthy(self) -> None:
-        if self._ever_healthy and self._last_durable and self._catching_up is None:
+        if self._catching_up is not None:
             # Durable broadcasts published while this node was not subscribed are in the
             # recovery log: deliver them before what comes live from now on.
-            self._catching_up = []
-            self._tasks = [task for task in self._tasks if not task.done()]
-            self._tasks.append(asyncio.ensure_future(self._catch_up()))
+            self._catch_up_again = True
+            if self._catch_up_task is None or self._catch_up_task.done():
+                self._catch_up_task = asyncio.ensure_future(self._catch_up())
+                self._tasks = [task for task in self._tasks if not task.done()]
+                self._tasks.append(self._catch_up_task)
         self._healthy.set()
         self._ever_healthy = True
         self._beat_now.set()  # announce at once: peers may be waiting for us
@@ -478,13 +490,18 @@ class RedisBroker(ClusterBroker):
                 if offset is not None:
                     message = dataclasses.replace(message, offset=offset)
                     if self._catching_up is not None:
-                        # Bounded like the incoming queue: past it, drop and count.
+                        # Bounded like the incoming queue: past it, the log is read once
+                        # more instead (what is dropped here is in it).
                         if len(self._catching_up) < self._queue_size:
                             self._catching_up.append((channel, message))
                         else:
-                            self.stats.dropped += 1
+                            self._catch_up_again = True
                         return
-                    self._seen_offset(info.namespace, offset)
+                    if not self._seen_offset(info.namespace, offset):
+                        # Not past the position: a copy on another room channel, or
+                        # read back from the log already.
+                        self.stats.duplicates += 1
+                        return
             elif info.kind == "request":
                 message = wire.decode_command(data, info.namespace)
             else:
@@ -498,40 +515,52 @@ class RedisBroker(ClusterBroker):
             return
         self._incoming(channel, message)
 
-    def _seen_offset(self, namespace: str, offset: str) -> None:
+    def _seen_offset(self, namespace: str, offset: str) -> bool:
+        """Move the position in ``namespace``'s log to ``offset``; False: it is not past
+        the position (already delivered)."""
         last = self._last_durable
-        if namespace not in last and len(last) >= _MAX_LOGS_FOLLOWED:
+        known = last.get(namespace)
+        if known is not None:
+            before, now = _stream_id(known), _stream_id(offset)
+            if before is not None and now is not None and now <= before:
+                return False
+        elif len(last) >= _MAX_LOGS_FOLLOWED:
             del last[next(iter(last))]
         last[namespace] = offset
+        return True
 
     async def _catch_up(self) -> None:
         """After the pub/sub connection came back: the durable broadcasts this node
-        missed meanwhile, from the recovery log (duplicates are dropped by message id),
-        then those that arrived live while they were read."""
+        missed meanwhile, from the recovery log, then those that arrived live while it
+        was read (each once: what is not past the position was delivered already)."""
         try:
-            for namespace, after in list(self._last_durable.items()):
-                try:
-                    missed = await self.missed(namespace, after)
-                except Exception as exc:
-                    logger.warning("recovery log of %s unreachable: %r", namespace, exc)
-                    continue
-                if missed is None:
-                    logger.warning(
-                        "%s: broadcasts missed during the outage were trimmed", namespace
-                    )
-                    continue
-                channel = namespace_channel(self.prefix, namespace)
-                for message in missed:
-                    assert message.offset is not None
-                    self._seen_offset(namespace, message.offset)
-                    self.stats.caught_up += 1
-                    self._incoming(channel, message)
+            while self._catch_up_again and not self._closed:
+                self._catch_up_again = False
+                for namespace, after in list(self._last_durable.items()):
+                    try:
+                        missed = await self.missed(namespace, after)
+                    except Exception as exc:
+                        logger.warning("recovery log of %s unreachable: %r", namespace, exc)
+                        continue
+                    if missed is None:
+                        logger.warning(
+                            "%s: broadcasts missed during the outage were trimmed", namespace
+                        )
+                        continue
+                    channel = namespace_channel(self.prefix, namespace)
+                    for message in missed:
+                        assert message.offset is not None
+                        if self._seen_offset(namespace, message.offset):
+                            self.stats.caught_up += 1
+                            self._incoming(channel, message)
         finally:
             queued, self._catching_up = self._catching_up or [], None
             for channel, message in queued:
                 assert message.offset is not None
-                self._seen_offset(message.namespace, message.offset)
-                self._incoming(channel, message)
+                if self._seen_offset(message.namespace, message.offset):
+                    self._incoming(channel, message)
+            if not self._healthy.is_set() and not self._closed and self._last_durable:
+                self._catching_up = []  # lost again meanwhile: read back again on reconnect
 
     # ------------------------------------------------------------------ liveness
 

@@ -134,9 +134,16 @@ class RedisClusterBroker(RedisBroker):
                 for node in self._redis.get_primaries():
                     # A ClusterNode has the connection class and arguments of a pool.
                     conn = self._new_pubsub_connection(node)
+                    self._conns[node.name] = conn
                     async with asyncio.timeout(self._socket_timeout):
                         await conn.connect()
-                    self._conns[node.name] = conn
+                        # The slot map may be older than a failover: a former primary
+                        # accepts SSUBSCRIBE and, as seen after a CLUSTER FAILOVER, may
+                        # deliver nothing published on the new one.
+                        await conn.send_command("ROLE")
+                        role = await conn.read_response()
+                    if not role or role[0] not in (b"master", "master"):
+                        raise _SlotsMoved(f"{node.name} is not a primary (any more)")
                     self._last_reads[node.name] = time.monotonic()
                 channels = sorted(self.channels)
                 self._owners.clear()
@@ -241,6 +248,10 @@ class RedisClusterBroker(RedisBroker):
                 channel = response[1].decode()
                 self._confirmed(channel)
                 if channel == self._node_channel:
+                    # Every channel is subscribed; were they all on primaries? One that
+                    # was a primary when asked now sends ``sunsubscribe`` when it loses
+                    # its slots, and one that was not is found here (a stale slot map).
+                    await self._check_primaries()
                     self._on_healthy()
                 elif channel in self._unconfirmed:
                     self._unconfirmed.discard(channel)
@@ -254,6 +265,15 @@ class RedisClusterBroker(RedisBroker):
                     self._dropping.discard(channel)
                 elif channel in self.channels or channel == self._node_channel:
                     raise _SlotsMoved(f"{name} unsubscribed {channel} (failover or resharding)")
+
+    async def _check_primaries(self) -> None:
+        for node in self._redis.get_primaries():
+            if node.name not in self._conns:
+                continue
+            async with asyncio.timeout(self._socket_timeout):
+                role = await self._redis.execute_command("ROLE", target_nodes=node)
+            if not role or role[0] not in (b"master", "master"):
+                raise _SlotsMoved(f"{node.name} is not a primary (any more)")
 
     async def _ping_shard(self, name: str, conn: Any) -> None:
         while True:
