@@ -104,6 +104,7 @@ async def test_connections_opened_first_and_upgraded_later_are_counted_from_acce
                 break
             await asyncio.sleep(0.02)
         assert server.open_count == 0
+        assert not server.connections  # and the closed WebSockets are forgotten
         # Places are given back: a new client is served.
         async with tether.connect(f"ws://{HOST}:{server.port}/") as ws:
             await ws.send("again")

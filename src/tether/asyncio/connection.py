@@ -119,6 +119,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         "_loop",
         "_messages",
         "_on_message",
+        "_owner",
         "_ping_deadline",
         "_pings",
         "_pump",
@@ -177,6 +178,9 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         self.id = f"{next(_ids):x}"
         self.request = request
         self.response = response
+        # What holds this connection's place (a server's admission slot): its
+        # ``release(ws)`` runs once, when the connection has closed.
+        self._owner: Any = None
         self.subprotocol = subprotocol
         self.max_queue = max(1, max_queue)
         self.write_limit = write_limit
@@ -483,6 +487,9 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         self._fail_pings(self._closed_exception())
         if not self._closed.done():
             self._closed.set_result(None)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.release(self)
         self.log.debug("closed: code %s", self.conn.close_code)
         self._fire("on_close", self.conn.close_code, self.conn.close_reason)
 

@@ -68,20 +68,27 @@ class _Slot:
     """One admitted connection: counted from accept until its TCP connection ends,
     whether it stays HTTP or becomes a WebSocket (released exactly once)."""
 
-    __slots__ = ("address", "server")
+    __slots__ = ("address", "counted", "server")
 
-    def __init__(self, server: Server, address: str | None) -> None:
+    def __init__(self, server: Server, address: str | None, *, counted: bool = True) -> None:
         self.server: Server | None = server
         self.address = address
+        self.counted = counted
+        if not counted:
+            return
         server._count += 1
         if address is not None and server._max_per_ip is not None:
             server._per_ip[address] = server._per_ip.get(address, 0) + 1
 
-    def release(self, *_: object) -> None:
+    def release(self, ws: WebSocket | None = None) -> None:
         server = self.server
         if server is None:
             return
         self.server = None
+        if ws is not None:
+            server._open.discard(ws)
+        if not self.counted:
+            return
         server._count -= 1
         address = self.address
         if address is not None and server._max_per_ip is not None:
@@ -395,9 +402,9 @@ class _HTTPProtocol(asyncio.Protocol):
             subprotocol=accepted.subprotocol,
         )
         server._open.add(ws)
-        ws._closed.add_done_callback(lambda _: server._open.discard(ws))
-        if slot is not None:
-            ws._closed.add_done_callback(slot.release)
+        if slot is None:
+            slot = _Slot(server, None, counted=False)
+        ws._owner = slot  # released (and the WebSocket forgotten) when it closes
         ws.attach(transport, self.leftover)
         self.transport = None
         if not transport.is_closing():

@@ -130,6 +130,12 @@ def _entry_id(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _has_hash_tag(name: str) -> bool:
+    """True: Redis Cluster hashes ``name`` by a tag, a non-empty ``{...}`` part."""
+    start = name.find("{")
+    return start >= 0 and name.find("}", start + 1) > start + 1
+
+
 def _stream_id(offset: str) -> tuple[int, int] | None:
     ms, sep, seq = offset.partition("-")
     if not sep or not ms.isdigit() or not seq.isdigit() or len(offset) > 41:
@@ -652,6 +658,7 @@ class RedisBroker(ClusterBroker):
         await self._publish_now([(node_channel(self.prefix, node), data)])
 
     _PUBLISH = "PUBLISH"
+    _SHARDED = False  # keys and channels spread over the hash slots of a cluster
 
     async def _publish_now(self, items: list[tuple[str, bytes]]) -> None:
         if len(items) == 1 and items[0][0] != _DURABLE:
@@ -675,9 +682,25 @@ class RedisBroker(ClusterBroker):
         return True
 
     def _stream_keys(self, namespace: str) -> tuple[str, str]:
-        # In the hash slot of the namespace channel (a Redis Cluster runs the durable
-        # script, which publishes on that channel, on the shard that holds both).
-        stream = "{" + namespace_channel(self.prefix, namespace) + "}:log"
+        """The recovery log's keys, in the hash slot of the namespace channel (a Redis
+        Cluster runs the durable script, which publishes on that channel, on the shard
+        that holds both).
+
+        Raises:
+            ValueError: on a Redis Cluster, no key can share the channel's slot (the
+                channel has no hash tag, ``{...}``, but holds a ``}``).
+        """
+        channel = namespace_channel(self.prefix, namespace)
+        if _has_hash_tag(channel):
+            stream = channel + ":log"  # the channel's own tag places the keys
+        elif "}" in channel and self._SHARDED:
+            raise ValueError(
+                f"namespace {namespace!r} with prefix {self.prefix!r}: its channel holds a"
+                " '}' but no hash tag (braces around something), so no recovery log key"
+                " can share its Redis Cluster slot"
+            )
+        else:
+            stream = "{" + channel + "}:log"
         return stream, stream + ":trimmed"
 
     def _durable_channels(self, namespace: str, channels: list[str]) -> list[str]:
@@ -690,6 +713,7 @@ class RedisBroker(ClusterBroker):
     async def _transport_durable_broadcast(self, channels: list[str], message: Broadcast) -> None:
         from . import wire
 
+        self._stream_keys(message.namespace)  # raises here rather than in the outbox
         data = self._encoded(wire.encode_broadcast(message))
         # The buffer item carries what the script needs (namespace and channels first).
         channels = self._durable_channels(message.namespace, channels)

@@ -57,6 +57,7 @@ class RedisClusterBroker(RedisBroker):
     """
 
     _PUBLISH = "SPUBLISH"
+    _SHARDED = True
 
     def __init__(self, url: str = "redis://127.0.0.1:7000/0", **options: Any) -> None:
         super().__init__(url, **options)
