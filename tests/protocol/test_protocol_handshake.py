@@ -331,3 +331,26 @@ def test_rfc6455_4_1_extension_not_offered_is_refused() -> None:
     response = good_response(**{"Sec-WebSocket-Extensions": "permessage-deflate"})
     with pytest.raises(NegotiationError):
         check_client_response(response, RFC_KEY)
+
+
+def test_compacted_headers_read_back_the_same_and_take_new_ones() -> None:
+    items = [("Host", "a:1"), ("Cookie", "k=v; x=y"), ("X-Tag", "a, B"), ("x-tag", "c")]
+    headers = Headers(items)
+    assert headers.get("host") == "a:1"
+    headers.compact()  # packed until read again
+    assert isinstance(headers._items, str)
+    assert headers.items() == items
+    assert headers["COOKIE"] == "k=v; x=y"
+    assert headers.get_all("x-tag") == ["a, B", "c"]
+    assert headers.tokens("X-Tag") == ["a", "b", "c"]
+    assert "missing" not in headers and len(headers) == 4
+    headers.compact()
+    headers.add("Origin", "http://o")
+    assert list(headers)[-1] == ("Origin", "http://o") and headers["origin"] == "http://o"
+    # A value packing could not tell apart stays a list.
+    odd = Headers([("A", "x\nb"), ("B", "\0")])
+    odd.compact()
+    assert odd.items() == [("A", "x\nb"), ("B", "\0")]
+    empty = Headers()
+    empty.compact()
+    assert empty.items() == [] and empty.get("a") is None

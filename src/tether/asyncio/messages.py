@@ -67,45 +67,59 @@ class MessageQueue(WebSocketPart):
             ConnectionClosedError: the connection closed with an error.
             InvalidState: another coroutine is already waiting in ``recv()``.
         """
-        messages = self._messages
-        while not messages:
-            if self.conn.pending_failure is not None:
-                self._apply_failure()
-            if self._closed.done() or self.conn.state is State.CLOSED:
-                raise self._closed_exception()
-            if self.conn.close_rcvd is not None or self.conn.failure is not None:
-                await asyncio.shield(self._closed)
-                continue
-            if self._recv_waiter is not None:
-                raise InvalidState("another coroutine is already waiting for a message")
-            waiter = self._recv_waiter = self._loop.create_future()
+        while not self._messages:
+            waiter = self._waiter()
             try:
                 await waiter
             finally:
                 if self._recv_waiter is waiter:
                     self._recv_waiter = None
-        message = messages.pop(0)
-        self._queued_bytes -= len(message)
-        self.conn.held_bytes = self._queued_bytes
-        if self._reading_paused:
-            self._resume_parsing()
-        return message
+        return self._take()
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Data:
         """``async for message in ws``: ends on a normal close, raises on an error close."""
-        messages = self._messages
-        if messages and not self._reading_paused:
-            message = messages.pop(0)
-            self._queued_bytes -= len(message)
-            self.conn.held_bytes = self._queued_bytes
-            return message
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
+        # recv() written out again rather than awaited: an idle connection then keeps
+        # one coroutine, not two, and a message costs one less.
+        while not self._messages:
+            try:
+                waiter = self._waiter()
+            except ConnectionClosedOK:
+                raise StopAsyncIteration from None
+            try:
+                await waiter
+            finally:
+                if self._recv_waiter is waiter:
+                    self._recv_waiter = None
+        return self._take()
+
+    def _waiter(self) -> asyncio.Future[Any]:
+        """What to wait on while no message is queued.
+
+        Raises:
+            ConnectionClosed: the connection is closed and no message is left.
+            InvalidState: another coroutine is already waiting for a message.
+        """
+        if self.conn.pending_failure is not None:
+            self._apply_failure()
+        if self._closed.done() or self.conn.state is State.CLOSED:
+            raise self._closed_exception()
+        if self.conn.close_rcvd is not None or self.conn.failure is not None:
+            return asyncio.shield(self._closed)  # closing: wait for the end
+        if self._recv_waiter is not None:
+            raise InvalidState("another coroutine is already waiting for a message")
+        waiter = self._recv_waiter = self._loop.create_future()
+        return waiter
+
+    def _take(self) -> Data:
+        message = self._messages.pop(0)
+        self._queued_bytes -= len(message)
+        self.conn.held_bytes = self._queued_bytes
+        if self._reading_paused:
+            self._resume_parsing()
+        return message
 
     # ------------------------------------------------------------------ pushed: on_message
 

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -44,32 +45,47 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 class Headers:
     """Case-insensitive HTTP headers that keep order and repeated names.
 
-    The lookup index is built on first use and can be dropped with :meth:`compact`
-    (servers keep every connection's request headers: small matters).
+    The lookup index is built on first use; :meth:`compact` drops it and packs the
+    headers into one string until they are read again (servers keep every connection's
+    request headers: small matters).
     """
 
     __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = list(items)
+        # A list of (name, value), or packed by compact(): "name\0value\n" each.
+        self._items: list[tuple[str, str]] | str = list(items)
         self._index: dict[str, list[str]] | None = None
+
+    def _list(self) -> list[tuple[str, str]]:
+        items = self._items
+        if isinstance(items, str):
+            pairs = (line.split("\0", 1) for line in items.split("\n"))
+            # Names come back interned, shared as the parser shares them.
+            items = self._items = [(sys.intern(n), v) for n, v in pairs] if items else []
+        return items
 
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
             index = {}
-            for name, value in self._items:
+            for name, value in self._list():
                 index.setdefault(name.lower(), []).append(value)
             self._index = index
         return index
 
     def compact(self) -> None:
-        """Drop the lookup index (rebuilt on the next lookup)."""
+        """Drop the lookup index and pack the headers (both rebuilt when next read)."""
         self._index = None
+        items = self._items
+        if isinstance(items, list):
+            packed = "\n".join(f"{name}\0{value}" for name, value in items)
+            if packed.count("\n") == len(items) - 1 and packed.count("\0") == len(items):
+                self._items = packed  # (not when a name or value holds NUL or LF)
 
     def add(self, name: str, value: str) -> None:
         """Append a header."""
-        self._items.append((name, value))
+        self._list().append((name, value))
         if self._index is not None:
             self._index.setdefault(name.lower(), []).append(value)
 
@@ -92,14 +108,14 @@ class Headers:
         return isinstance(name, str) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
+        return iter(self._list())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._list())
 
     def items(self) -> list[tuple[str, str]]:
         """All (name, value) pairs, in order."""
-        return list(self._items)
+        return list(self._list())
 
     def tokens(self, name: str) -> list[str]:
         """Comma-separated tokens of every value of ``name``, lowercased."""
@@ -111,7 +127,7 @@ class Headers:
         ]
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self._list()!r})"
 
 
 @dataclass(slots=True)
