@@ -19,7 +19,13 @@ from ..exceptions import ConnectionClosed, InvalidOption, InvalidRequest
 from ..metrics import Metrics
 from ..protocol.connection import DEFAULT_MAX_SIZE, Side
 from ..protocol.frames import Opcode, serialize_close, serialize_frame
-from ..protocol.handshake import Request, Response, is_upgrade_request, server_accept
+from ..protocol.handshake import (
+    Headers,
+    Request,
+    Response,
+    is_upgrade_request,
+    server_accept,
+)
 from .connection import WebSocket
 from .http import HTTPError, RequestParser
 from .limits import KeyedBuckets, Rate
@@ -413,11 +419,13 @@ class _HTTPProtocol(asyncio.Protocol):
             # The path only: a query may carry a token, and tokens never reach the logs.
             ws.log.debug("open %s %s", request.target.partition("?")[0], ws.remote_address)
         request.headers.compact()
+        if isinstance(accepted.response.headers, Headers):
+            accepted.response.headers.compact()
         ws.start_callbacks()
         # The handler runs in a task of its own, so this HTTP protocol (parser, buffers)
-        # is freed now rather than kept for the connection's lifetime.
-        task = asyncio.ensure_future(server._run_handler(ws))
-        server._track(task)
+        # is freed now rather than kept for the connection's lifetime. The task leaves
+        # the server's set itself when it ends (no done-callback per connection).
+        server._tasks.add(asyncio.ensure_future(server._run_handler(ws)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
@@ -538,17 +546,22 @@ class Server:
 
     async def _run_handler(self, ws: WebSocket) -> None:
         try:
-            await self.handler(ws)
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            await ws.close(1001, "server shutting down")
-            raise
+            try:
+                await self.handler(ws)
+            except ConnectionClosed:
+                pass
+            except asyncio.CancelledError:
+                await ws.close(1001, "server shutting down")
+                raise
+            except Exception:
+                ws.log.exception("error in connection handler")
+                await ws.close(1011, "internal error")
+                return
+            await ws.close(1000 if not self._closing else 1001)
         except Exception:
-            ws.log.exception("error in connection handler")
-            await ws.close(1011, "internal error")
-            return
-        await ws.close(1000 if not self._closing else 1001)
+            logger.exception("server task failed")  # (as _track logs its tasks' failures)
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     async def start(
         self,
