@@ -74,14 +74,11 @@ class _Slot:
     """One admitted connection: counted from accept until its TCP connection ends,
     whether it stays HTTP or becomes a WebSocket (released exactly once)."""
 
-    __slots__ = ("address", "counted", "server")
+    __slots__ = ("address", "server")
 
-    def __init__(self, server: Server, address: str | None, *, counted: bool = True) -> None:
+    def __init__(self, server: Server, address: str | None) -> None:
         self.server: Server | None = server
         self.address = address
-        self.counted = counted
-        if not counted:
-            return
         server._count += 1
         if address is not None and server._max_per_ip is not None:
             server._per_ip[address] = server._per_ip.get(address, 0) + 1
@@ -93,8 +90,6 @@ class _Slot:
         self.server = None
         if ws is not None:
             server._open.discard(ws)
-        if not self.counted:
-            return
         server._count -= 1
         address = self.address
         if address is not None and server._max_per_ip is not None:
@@ -408,9 +403,9 @@ class _HTTPProtocol(asyncio.Protocol):
             subprotocol=accepted.subprotocol,
         )
         server._open.add(ws)
-        if slot is None:
-            slot = _Slot(server, None, counted=False)
-        ws._owner = slot  # released (and the WebSocket forgotten) when it closes
+        # Released, and the WebSocket forgotten, when it closes. (A connection with no
+        # place left, which the checks above should not let through, takes one here.)
+        ws._owner = slot if slot is not None else _Slot(server, None)
         ws.attach(transport, self.leftover)
         self.transport = None
         if not transport.is_closing():

@@ -42,6 +42,12 @@ class _SlotsMoved(ConnectionResetError):
     """A primary unsubscribed shard channels this node still wants (failover, resharding)."""
 
 
+def _check_primary(name: str, role: Any) -> None:
+    """Raise unless ``role``, a ``ROLE`` reply, is a primary's."""
+    if not role or role[0] not in (b"master", "master"):
+        raise _SlotsMoved(f"{name} is not a primary (any more)")
+
+
 class RedisClusterBroker(RedisBroker):
     """A :class:`~tether.broker.redis.RedisBroker` on a Redis Cluster (Redis 7+).
 
@@ -143,8 +149,7 @@ class RedisClusterBroker(RedisBroker):
                         # deliver nothing published on the new one.
                         await conn.send_command("ROLE")
                         role = await conn.read_response()
-                    if not role or role[0] not in (b"master", "master"):
-                        raise _SlotsMoved(f"{node.name} is not a primary (any more)")
+                    _check_primary(node.name, role)
                     self._last_reads[node.name] = time.monotonic()
                 channels = sorted(self.channels)
                 self._owners.clear()
@@ -273,8 +278,7 @@ class RedisClusterBroker(RedisBroker):
                 continue
             async with asyncio.timeout(self._socket_timeout):
                 role = await self._redis.execute_command("ROLE", target_nodes=node)
-            if not role or role[0] not in (b"master", "master"):
-                raise _SlotsMoved(f"{node.name} is not a primary (any more)")
+            _check_primary(node.name, role)
 
     async def _ping_shard(self, name: str, conn: Any) -> None:
         while True:

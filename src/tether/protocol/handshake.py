@@ -62,7 +62,7 @@ class Headers:
         if isinstance(items, str):
             pairs = (line.split("\0", 1) for line in items.split("\n"))
             # Names come back interned, shared as the parser shares them.
-            items = self._items = [(sys.intern(n), v) for n, v in pairs] if items else []
+            items = self._items = [(sys.intern(n), v) for n, v in pairs]
         return items
 
     def _lookup(self) -> dict[str, list[str]]:
