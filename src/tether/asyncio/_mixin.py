@@ -26,7 +26,7 @@ class WebSocketPart:
         conn: Connection
         transport: asyncio.Transport | None
         _loop: asyncio.AbstractEventLoop
-        _closed: asyncio.Future[None]
+        _closed: asyncio.Future[None] | bool | None
 
         @property
         def log(self) -> Any: ...
@@ -34,6 +34,9 @@ class WebSocketPart:
         def _write(self, data: bytes) -> None: ...
 
         def _flush_conn(self) -> None: ...
+
+        def _closed_future(self) -> asyncio.Future[None]:
+            raise NotImplementedError
 
         def _raise_not_open(self) -> NoReturn:
             raise NotImplementedError

@@ -208,11 +208,13 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._closed: asyncio.Future[None] = self._loop.create_future()
+        # True once the TCP connection is closed; before that, None or the future that
+        # someone waits on (made on demand: most connections never need it).
+        self._closed: asyncio.Future[None] | bool | None = None
         self._send_lock: asyncio.Lock | None = None
         self._pump: asyncio.Task[None] | None = None
         self._abnormal: BaseException | None = None
@@ -246,7 +248,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
     def buffered_amount(self) -> int:
         """Bytes queued for sending but not yet handed to the kernel."""
         transport = self.transport
-        if transport is None or (transport.is_closing() and self._closed.done()):
+        if transport is None or (transport.is_closing() and self._closed is True):
             return 0
         return transport.get_write_buffer_size() + self._cork_size
 
@@ -283,7 +285,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
     @property
     def closed(self) -> bool:
         """Whether the TCP connection is closed."""
-        return self._closed.done()
+        return self._closed is True
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -310,10 +312,21 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         conn = self.conn
+        if self._rate_bucket is None and not self._discarding:
+            # Fast lane: one small frame in this read, its message without an event.
+            message = conn.receive_message(data)
+            if message is not None:
+                direct = self._direct
+                if direct is not None:
+                    self._call_direct(direct, message)
+                else:
+                    self._queue_message(message)
+                    self._after_queueing()
+                self._after_input(conn)
+                return
         conn.receive_data(data)
         events = conn.events_received()
         if events:
-            messages = self._messages
             direct = self._direct
             bucket = self._rate_bucket
             now = self._loop.time() if bucket is not None else 0.0
@@ -326,34 +339,14 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
                     if self._discarding:
                         continue
                     if direct is not None:
-                        # Browser-like delivery: a plain callback runs right here, in order,
-                        # with no queue and no task (the fastest path).
-                        try:
-                            direct(event.data)  # type: ignore[union-attr]
-                        except Exception as exc:
-                            self.log.exception("error in on_message callback")
-                            self._fire("on_error", exc)
+                        self._call_direct(direct, event.data)  # type: ignore[union-attr]
                     else:
-                        payload: Data = event.data  # type: ignore[union-attr]
-                        messages.append(payload)
-                        self._queued_bytes += len(payload)
+                        self._queue_message(event.data)  # type: ignore[union-attr]
                 elif cls is Pong:
                     self._on_pong(event.payload)  # type: ignore[union-attr]
                 elif cls is CloseReceived:
                     self.log.debug("close received: %s %s", event.code, event.reason)  # type: ignore[union-attr]
-            waiter = self._recv_waiter
-            if waiter is not None and messages:
-                self._recv_waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
-            conn.held_bytes = 0 if self._discarding else self._queued_bytes
-            if (
-                (len(messages) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes)
-                and not self._reading_paused
-                and not self._discarding
-            ):
-                self._reading_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+            self._after_queueing()
         if conn.stalled:
             # Parsing stopped with input left in the buffer: read no more until it is
             # parsed (the compressed bytes held stay bounded by one read).
@@ -365,6 +358,40 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
                 # connections get their turn.
                 self._resume_scheduled = True
                 self._loop.call_soon(self._resume_parsing)
+        self._after_input(conn)
+
+    def _call_direct(self, direct: Callable[[Data], Any], message: Data) -> None:
+        # Browser-like delivery: a plain callback runs right here, in order, with no
+        # queue and no task (the fastest path).
+        try:
+            direct(message)
+        except Exception as exc:
+            self.log.exception("error in on_message callback")
+            self._fire("on_error", exc)
+
+    def _queue_message(self, message: Data) -> None:
+        self._messages.append(message)
+        self._queued_bytes += len(message)
+
+    def _after_queueing(self) -> None:
+        """Wake the reader and apply the queue's bounds after messages were queued."""
+        messages = self._messages
+        waiter = self._recv_waiter
+        if waiter is not None and messages:
+            self._recv_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        self.conn.held_bytes = 0 if self._discarding else self._queued_bytes
+        if (
+            (len(messages) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes)
+            and not self._reading_paused
+            and not self._discarding
+        ):
+            self._reading_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _after_input(self, conn: Connection) -> None:
+        """What every read ends with: write what the protocol queued, close steps."""
         out = conn.data_to_send()
         if out:
             self._write(b"".join(out) if len(out) > 1 else out[0])
@@ -419,7 +446,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         if not self._reading_paused or not self._should_read():
             return
         transport = self.transport
-        if transport is None or self._closed.done():
+        if transport is None or self._closed is True:
             return
         self._reading_paused = False
         if self.conn.stalled:
@@ -485,8 +512,10 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
         self._fail_pings(self._closed_exception())
-        if not self._closed.done():
-            self._closed.set_result(None)
+        closed = self._closed
+        self._closed = True
+        if isinstance(closed, asyncio.Future) and not closed.done():
+            closed.set_result(None)
         owner, self._owner = self._owner, None
         if owner is not None:
             owner.release(self)
@@ -498,7 +527,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         that has too much work queued; the connection's own flow control still applies."""
         self._held = held
         transport = self.transport
-        if transport is None or transport.is_closing() or self._closed.done():
+        if transport is None or transport.is_closing() or self._closed is True:
             return
         if held:
             transport.pause_reading()
@@ -558,21 +587,33 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         else:
             # validate arguments all the same: misuse raises at once
             serialize_close(code, reason)
-        if self._closed.done():
+        if self._closed is True:
             return
         # Bounded by close_timeout: a timer aborts the TCP connection (no extra task).
         deadline = self._loop.call_later(self.close_timeout, self._abort)
         try:
-            await asyncio.shield(self._closed)
+            await asyncio.shield(self._closed_future())
         finally:
             deadline.cancel()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
-        await asyncio.shield(self._closed)
+        await asyncio.shield(self._closed_future())
+
+    def _closed_future(self) -> asyncio.Future[None]:
+        """A future done when the TCP connection is closed."""
+        closed = self._closed
+        if isinstance(closed, asyncio.Future):
+            return closed
+        future: asyncio.Future[None] = self._loop.create_future()
+        if closed is True:
+            future.set_result(None)
+        else:
+            self._closed = future
+        return future
 
     def _abort(self) -> None:
-        if self.transport is not None and not self._closed.done():
+        if self.transport is not None and self._closed is not True:
             self.log.debug("aborting the TCP connection")
             self.transport.abort()
 

@@ -11,6 +11,10 @@ from ..protocol.handshake import Headers, Request, Response
 
 __all__ = ["HTTPError", "RequestParser", "ResponseParser"]
 
+# Method and version: httptools knows a fixed set of each, so one string per value is
+# shared by every request instead of a new one each.
+_intern = sys.intern
+
 
 def _feed_bounded(
     parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
@@ -108,11 +112,11 @@ class RequestParser:
         parser = self._parser
         self.requests.append(
             Request(
-                parser.get_method().decode("ascii"),
+                _intern(parser.get_method().decode("ascii")),
                 self._url.decode("latin-1"),
                 Headers(self._headers),
                 b"".join(self._body),
-                parser.get_http_version(),
+                _intern(parser.get_http_version()),
                 bool(parser.should_keep_alive()),
             )
         )

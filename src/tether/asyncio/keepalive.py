@@ -40,7 +40,7 @@ class Keepalive(WebSocketPart):
         ping_interval: float | None
         ping_timeout: float | None
         close_timeout: float
-        _pings: dict[bytes, tuple[asyncio.Future[float], float]]
+        _pings: dict[bytes, tuple[asyncio.Future[float], float]] | None
         _keepalive: asyncio.TimerHandle | None
         _ping_deadline: asyncio.TimerHandle | None
         _close_timer: asyncio.TimerHandle | None
@@ -60,7 +60,7 @@ class Keepalive(WebSocketPart):
         if self.conn.state is not State.OPEN or self.conn.close_sent is not None:
             self._raise_not_open()
         payload = data if data is not None else os.urandom(4)
-        while payload in self._pings:
+        while self._pings is not None and payload in self._pings:
             payload = os.urandom(4)
         fut: asyncio.Future[float] = self._loop.create_future()
         self._send_ping(payload, fut)
@@ -78,17 +78,21 @@ class Keepalive(WebSocketPart):
         self._flush_conn()
 
     def _send_ping(self, payload: bytes, fut: asyncio.Future[float]) -> None:
-        self._pings[payload] = (fut, time.perf_counter())
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}  # made on the first ping: idle connections hold none
+        pings[payload] = (fut, time.perf_counter())
         self.conn.send_ping(payload)
         self._flush_conn()
 
     def _on_pong(self, payload: bytes) -> None:
-        if payload not in self._pings:
+        pings = self._pings
+        if pings is None or payload not in pings:
             return
         now = time.perf_counter()
         # A pong answers its ping and every earlier one (RFC 6455 5.5.3 allows coalescing).
-        for key in list(self._pings):
-            fut, sent_at = self._pings.pop(key)
+        for key in list(pings):
+            fut, sent_at = pings.pop(key)
             if not fut.done():
                 fut.set_result(now - sent_at)
             if key == payload:
@@ -99,11 +103,14 @@ class Keepalive(WebSocketPart):
 
     def _fail_pings(self, closed: ConnectionClosed) -> None:
         """The connection is closed: every ping still waiting fails with ``closed``."""
-        for fut, _ in self._pings.values():
+        pings = self._pings
+        if pings is None:
+            return
+        for fut, _ in pings.values():
             if not fut.done():
                 fut.set_exception(closed)
                 fut.exception()  # mark retrieved
-        self._pings.clear()
+        pings.clear()
 
     def _schedule_keepalive(self) -> None:
         if self.ping_interval is not None and self.ping_interval > 0:

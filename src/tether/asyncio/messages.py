@@ -104,10 +104,10 @@ class MessageQueue(WebSocketPart):
         """
         if self.conn.pending_failure is not None:
             self._apply_failure()
-        if self._closed.done() or self.conn.state is State.CLOSED:
+        if self._closed is True or self.conn.state is State.CLOSED:
             raise self._closed_exception()
         if self.conn.close_rcvd is not None or self.conn.failure is not None:
-            return asyncio.shield(self._closed)  # closing: wait for the end
+            return asyncio.shield(self._closed_future())  # closing: wait for the end
         if self._recv_waiter is not None:
             raise InvalidState("another coroutine is already waiting for a message")
         waiter = self._recv_waiter = self._loop.create_future()
@@ -147,7 +147,7 @@ class MessageQueue(WebSocketPart):
             callback is not None
             and self._pump is None
             and self.transport is not None
-            and not self._closed.done()
+            and self._closed is not True
         ):
             self._pump = self._loop.create_task(self._pump_messages())
             self._track(self._pump)

@@ -208,11 +208,11 @@ class Sender(WebSocketPart):
                 current = following
 
     async def _drain(self) -> None:
-        while self._writing_paused and not self._closed.done():
+        while self._writing_paused and self._closed is not True:
             if self._drain_waiter is None or self._drain_waiter.done():
                 self._drain_waiter = self._loop.create_future()
             await asyncio.shield(self._drain_waiter)
-        if self._closed.done() and self.conn.close_rcvd is None:
+        if self._closed is True and self.conn.close_rcvd is None:
             raise self._closed_exception()
 
 

@@ -12,6 +12,7 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -115,6 +116,7 @@ class _HTTPProtocol(asyncio.Protocol):
         self.leftover = b""
         self.upgrading = False
         self.slot: _Slot | None = None
+        self.peer: Any = None
         self.refusal: _Refusal | None = None
         self.write_paused = False
         self.reading = True
@@ -125,7 +127,13 @@ class _HTTPProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         server = self.server
         peer = transport.get_extra_info("peername")
-        address = peer[0] if isinstance(peer, tuple) and peer else None
+        address = None
+        if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+            # One string per peer address, shared by its connections (the per-IP count,
+            # request.remote_address); the transport makes a new one on every call.
+            address = sys.intern(peer[0])
+            peer = (address, *peer[1:])
+        self.peer = peer
         refusal = server._admit(address)
         if refusal is not None:
             server.metrics.inc("tether_connections_refused_total", reason=refusal.reason)
@@ -230,9 +238,8 @@ class _HTTPProtocol(asyncio.Protocol):
                 self.upgrading = True
                 self._reading(False)
             if requests:
-                peer = transport.get_extra_info("peername")
                 for request in requests:
-                    request.remote_address = peer
+                    request.remote_address = self.peer
                 self.pending.extend(requests)
                 self._next()
         self.unparsed = b""

@@ -21,6 +21,7 @@ from .frames import (
     apply_mask,
     encode_server_frame,
     is_valid_close_code,
+    parse_small_frame,
     serialize_close,
     serialize_frame,
 )
@@ -169,7 +170,8 @@ class Connection:
         self._msg_compressed = False
         # One growing buffer per message: memory follows the message's bytes, not its
         # number of fragments (text is validated piece by piece, decoded once at the end).
-        self._msg_buf = bytearray()
+        # Empty bytes (shared) until a message needs it: idle connections hold no buffer.
+        self._msg_buf: bytes | bytearray = b""
         self._msg_size = 0
         self._inflated = 0  # bytes inflated so far in the current compressed message
         self._utf8: codecs.IncrementalDecoder | None = None
@@ -260,7 +262,7 @@ class Connection:
         if self._discard:
             return
         buf = self._buf
-        if not buf and not self._remaining and not self._msg_opcode and self._fast_frame(data):
+        if self._fast_frame(data):
             return
         # In the middle of a frame with nothing buffered (a large message, read after
         # read): its payload is taken straight from ``data``, not copied into the buffer
@@ -401,44 +403,44 @@ class Connection:
         self.hold_pongs = False
         self._queue_pong()
 
-    def _fast_frame(self, data: bytes | bytearray | memoryview) -> bool:
-        """Fast path: ``data`` is exactly one small, final, uncompressed data frame.
+    def receive_message(self, data: bytes | bytearray | memoryview) -> str | bytes | None:
+        """Fast path of :meth:`receive_data` for a caller that takes one message at a time.
+
+        When ``data`` is exactly one small, final, uncompressed data frame, with nothing
+        buffered from before and room under ``max_queue_bytes``, return its message (str
+        for text, bytes for binary) without making an event; the caller counts it in
+        :attr:`held_bytes` if it keeps it. Otherwise return None having done nothing:
+        call :meth:`receive_data` with the same bytes.
 
         It accepts only what the general parser accepts (same masking rule, same limits,
-        valid UTF-8), and returns False (doing nothing) for anything else, so the general
-        parser handles it, errors included: a frame has one outcome whether it arrives
-        whole or split (a property test checks this).
+        valid UTF-8), so a frame has one outcome whether it arrives whole or split (a
+        property test checks this).
         """
-        n = len(data)
-        if n < 2:
-            return False
-        b0 = data[0]
-        if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
-            return False
-        b1 = data[1]
-        length = b1 & 0x7F
+        if (
+            self._buf
+            or self._remaining
+            or self._msg_opcode
+            or self._discard
+            or self._pending_bytes + self.held_bytes >= self.max_queue_bytes
+        ):
+            return None
         # The limits of _start_data_frame: max_frame_size and max_size (one frame, one
         # message here), each of which may be the smaller.
-        if length > 125 or length > self.max_frame_size or length > self.max_size:
+        limit = self.max_size
+        if self.max_frame_size < limit:
+            limit = self.max_frame_size
+        return parse_small_frame(data, not self._is_client, limit)
+
+    def _fast_frame(self, data: bytes | bytearray | memoryview) -> bool:
+        """receive_data's fast path: ``data`` is exactly one small data frame (above)."""
+        message = self.receive_message(data)
+        if message is None:
             return False
-        if self._pending_bytes + self.held_bytes >= self.max_queue_bytes:
-            return False  # the general parser stalls
-        if self._is_client:
-            if b1 & 0x80 or n != 2 + length:
-                return False
-            payload = bytes(data[2:])
+        if message.__class__ is str:
+            self._events.append(TextMessage(message))
         else:
-            if not b1 & 0x80 or n != 6 + length:
-                return False
-            payload = apply_mask(data[6:], bytes(data[2:6]))
-        if b0 == 0x81:
-            try:
-                self._events.append(TextMessage(payload.decode()))
-            except UnicodeDecodeError:
-                return False  # the general parser fails the connection with 1007
-        else:
-            self._events.append(BinaryMessage(payload))
-        self._pending_bytes += length
+            self._events.append(BinaryMessage(message))  # type: ignore[arg-type]
+        self._pending_bytes += len(message)
         return True
 
     def _check_control(self, b0: int, fin: bool, length: int) -> None:
@@ -538,13 +540,16 @@ class Connection:
             except UnicodeDecodeError as exc:
                 raise ProtocolError(f"invalid UTF-8 in a text message: {exc}", 1007) from exc
         if data:
-            self._msg_buf += data
+            if self._msg_buf:
+                self._msg_buf += data  # a bytearray: in place
+            else:
+                self._msg_buf = bytearray(data)
 
     def _finish_message(self) -> None:
         opcode = self._msg_opcode
         buf = self._msg_buf
         self._msg_opcode = 0
-        self._msg_buf = bytearray()
+        self._msg_buf = b""
         self._utf8 = None
         self._pending_bytes += len(buf)
         if opcode == _TEXT:
@@ -653,15 +658,15 @@ class Connection:
             raise InvalidState(f"cannot send in state {self.state.name}")
         if self._send_opcode:
             raise InvalidState("a fragmented message is being sent")
+        deflate = self.deflate
+        if deflate is None and self._mask is None:
+            return encode_server_frame(data)  # server, no compression: the common case
         if isinstance(data, str):
             opcode = _TEXT
             payload = data.encode()
         else:
             opcode = _BINARY
             payload = data if data.__class__ is bytes else bytes(data)
-        deflate = self.deflate
-        if deflate is None and self._mask is None:
-            return serialize_frame(opcode, payload)  # server, no compression: the common case
         if (
             deflate is not None
             and deflate.can_compress

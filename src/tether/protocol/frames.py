@@ -14,7 +14,10 @@ __all__ = [
     "apply_mask",
     "encode_server_frame",
     "is_valid_close_code",
+    "parse_small_frame",
     "py_apply_mask",
+    "py_encode_server_frame",
+    "py_parse_small_frame",
     "serialize_close",
     "serialize_frame",
 ]
@@ -67,7 +70,7 @@ _PACK_H64 = struct.Struct("!BBQ").pack
 _FROM = int.from_bytes
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 5.3).
 
     Pure Python: one big-integer XOR, linear time, done in C by the interpreter.
@@ -84,11 +87,11 @@ py_apply_mask = apply_mask
 # The compiled twin, when the package was built with it (TETHER_PURE_PYTHON=1 skips it).
 if os.environ.get("TETHER_PURE_PYTHON") != "1":
     try:
-        from tether._speedups import apply_mask as _c_apply_mask  # type: ignore[import-not-found]
+        from tether import _speedups
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:  # pragma: no cover
-        apply_mask = _c_apply_mask
+        apply_mask = _speedups.apply_mask
 
 #: Whether the compiled accelerator is in use.
 SPEEDUPS = apply_mask is not py_apply_mask
@@ -166,8 +169,55 @@ class MaskSource:
         return self._buf[pos : pos + 4]
 
 
-def encode_server_frame(data: str | bytes) -> bytes:
+def encode_server_frame(data: str | bytes | bytearray | memoryview, /) -> bytes:
     """One unmasked, uncompressed, final data frame for ``data`` (str: text, bytes: binary)."""
     if isinstance(data, str):
         return serialize_frame(Opcode.TEXT, data.encode())
+    if data.__class__ is not bytes:
+        data = memoryview(data).tobytes()  # a TypeError for what is not a buffer
     return serialize_frame(Opcode.BINARY, data)
+
+
+def parse_small_frame(
+    data: bytes | bytearray | memoryview, masked: bool, limit: int, /
+) -> str | bytes | None:
+    """The message of ``data`` if it is exactly one small frame that needs no state.
+
+    That is one final, uncompressed text or binary frame (no RSV bit) with a payload of at
+    most 125 bytes and at most ``limit``, masked if and only if ``masked``, and valid UTF-8
+    for text. Anything else, errors included, gives None: the caller's general parser
+    decides (see ``Connection.receive_data``).
+    """
+    n = len(data)
+    if n < 2:
+        return None
+    b0 = data[0]
+    if b0 != 0x81 and b0 != 0x82:  # FIN, no RSV bits, text or binary
+        return None
+    b1 = data[1]
+    length = b1 & 0x7F
+    if length > 125 or length > limit:
+        return None
+    if masked:
+        if not b1 & 0x80 or n != 6 + length:
+            return None
+        payload = apply_mask(data[6:], bytes(data[2:6]))
+    else:
+        if b1 & 0x80 or n != 2 + length:
+            return None
+        payload = bytes(data[2:])
+    if b0 == 0x82:
+        return payload
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+py_encode_server_frame = encode_server_frame
+py_parse_small_frame = parse_small_frame
+
+# The compiled twins, when the package was built with them (TETHER_PURE_PYTHON=1 skips them).
+if SPEEDUPS:  # pragma: no cover - depends on the build
+    encode_server_frame = _speedups.encode_server_frame
+    parse_small_frame = _speedups.parse_small_frame
