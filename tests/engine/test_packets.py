@@ -53,12 +53,6 @@ def test_protocol_packet_type_ids(packet_type: PacketType, value: int) -> None:
     assert decode_packet(str(value)).type is packet_type
 
 
-def test_protocol_packet_is_frozen() -> None:
-    packet = Packet(PacketType.MESSAGE, "x")
-    with pytest.raises(AttributeError):
-        packet.data = "y"  # type: ignore[misc]
-
-
 # --------------------------------------------------------------------------- Handshake
 
 README_HANDSHAKE = """{

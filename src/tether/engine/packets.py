@@ -74,7 +74,9 @@ class PacketType(enum.IntEnum):
     NOOP = 6
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: these are made for every message, and a frozen dataclass costs three to four
+# times as much to build (each field set through object.__setattr__). Treat them as read-only.
+@dataclass(slots=True)
 class Packet:
     """One Engine.IO packet.
 
