@@ -31,6 +31,9 @@ __all__ = ["Data", "MessageQueue"]
 Data = str | bytes
 
 
+_CLOSED = State.CLOSED
+
+
 class MessageQueue(WebSocketPart):
     """The bounded incoming queue, mixed into :class:`~tether.asyncio.WebSocket`."""
 
@@ -102,11 +105,12 @@ class MessageQueue(WebSocketPart):
             ConnectionClosed: the connection is closed and no message is left.
             InvalidState: another coroutine is already waiting for a message.
         """
-        if self.conn.pending_failure is not None:
+        conn = self.conn
+        if conn.pending_failure is not None:
             self._apply_failure()
-        if self._closed is True or self.conn.state is State.CLOSED:
+        if self._closed is True or conn.state is _CLOSED:
             raise self._closed_exception()
-        if self.conn.close_rcvd is not None or self.conn.failure is not None:
+        if conn.close_rcvd is not None or conn.failure is not None:
             return asyncio.shield(self._closed_future())  # closing: wait for the end
         if self._recv_waiter is not None:
             raise InvalidState("another coroutine is already waiting for a message")
@@ -115,8 +119,7 @@ class MessageQueue(WebSocketPart):
 
     def _take(self) -> Data:
         message = self._messages.pop(0)
-        self._queued_bytes -= len(message)
-        self.conn.held_bytes = self._queued_bytes
+        self.conn.held_bytes = self._queued_bytes = self._queued_bytes - len(message)
         if self._reading_paused:
             self._resume_parsing()
         return message

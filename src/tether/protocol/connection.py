@@ -70,6 +70,9 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
+_OPEN = State.OPEN  # a module constant: read on every message sent
+
+
 class Connection:
     """One WebSocket connection after the opening handshake.
 
@@ -654,7 +657,7 @@ class Connection:
         Raises:
             InvalidState: the connection is not open or a fragmented send is in progress.
         """
-        if self.state is not State.OPEN or self.close_sent is not None:
+        if self.state is not _OPEN or self.close_sent is not None:
             raise InvalidState(f"cannot send in state {self.state.name}")
         if self._send_opcode:
             raise InvalidState("a fragmented message is being sent")
