@@ -65,15 +65,7 @@ class Sender(WebSocketPart):
                 async with self._send_lock:
                     self._send_one(message, compress)
             else:
-                # _send_one() and _write() written out: the path of every message.
-                try:
-                    frame = conn.encode_message(message, compress=compress)
-                except InvalidState:
-                    self._raise_not_open()
-                    raise
-                if self._cork is not None:
-                    self._flush_cork()
-                self.transport.write(frame)  # type: ignore[union-attr]
+                self._send_one(message, compress)
         elif isinstance(message, (bytearray, memoryview)):
             self._send_one(bytes(message), compress)
         elif isinstance(message, (AsyncIterable, Iterable)) and not isinstance(message, dict):
