@@ -53,15 +53,23 @@ function finish() {
 
 setTimeout(() => { errors.push('timeout'); finish(); }, opts.timeout || 60000);
 
+// What a transport error carries: the HTTP status of a failed poll, or the cause.
+function why(details) {
+  if (!details) return '';
+  const d = details.description;
+  const text = d && typeof d === 'object' ? d.message || String(d) : d;
+  return ` (${details.message || ''}${text !== undefined ? ' ' + text : ''})`;
+}
+
 async function run(i) {
   const options = { reconnection: false, forceNew: true, timeout: 20000 };
   if (opts.transports) options.transports = opts.transports;
   const socket = io(url, options);
   sockets.push(socket);
   const news = [];
-  socket.on('connect_error', (err) => errors.push(`client ${i} connect_error: ${err.message}`));
-  socket.on('disconnect', (reason) => {
-    if (!finished) errors.push(`client ${i} disconnect: ${reason}`);
+  socket.on('connect_error', (err) => errors.push(`client ${i} connect_error: ${err.message}${why(err)}`));
+  socket.on('disconnect', (reason, details) => {
+    if (!finished) errors.push(`client ${i} disconnect: ${reason}${why(details)}`);
   });
   socket.on('question', (text, ack) => ack(42));
   socket.on('news', (n) => {

@@ -2,12 +2,14 @@
 another node of the cluster (three hubs, on a MemoryCluster and on the real Redis), and
 the session works as if it had one node: connect, acks both ways, room broadcasts. A
 WebSocket upgrade on another node is refused (the client stays on polling); when the
-owner is gone, its sessions' requests fail fast with 400."""
+owner is gone, its sessions' requests fail fast with 400; when its heartbeat is only late
+(the process paused), they are served."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -159,3 +161,30 @@ async def test_a_forged_sid_gets_400_after_one_hop(cluster: Cluster) -> None:
     client.sid = "nowhere.forged"
     status, _ = await client.request("POST", "40")
     assert status == 400
+
+
+async def test_a_pause_longer_than_a_heartbeat_ttl_loses_no_session(cluster: Cluster) -> None:
+    """The three nodes share this process: blocking it for longer than a node's TTL makes
+    every heartbeat look expired when it resumes. A late beat is not a death: the
+    long-poll waiting at the owner and a new request through another node are served."""
+    client = RoundRobin(cluster)
+    await client.open()
+    await client.send("40")
+    connect = await client.until(lambda p: p.startswith("40{"))
+    sid = json.loads(next(p for p in connect if p.startswith("40{"))[2:])["sid"]
+    owner = cluster.hubs[0]
+    pause = getattr(owner.broker, "node_ttl", 0.5) + 0.6
+    client.turn = 1  # the GET goes through node 1 and waits at node 0
+    waiting = asyncio.ensure_future(client.receive())
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    time.sleep(pause)  # the whole process (every node) stops
+    await asyncio.sleep(0.3)  # the forwarder notices the expired beat first
+    await owner.to(sid).emit("late", 1)
+    async with asyncio.timeout(WAIT):
+        assert '42["late",1]' in await waiting
+    time.sleep(pause)
+    client.turn = 2  # asked while the owner's beat is expired
+    await client.send('42["after"]')
+    failed = sum(h.metrics.total("tether_polling_forward_failed_total") for h in cluster.hubs)
+    assert failed == 0

@@ -511,9 +511,10 @@ class ClusterBroker(Broker):
         """Ask every live node (or those of ``nodes``) and gather their replies.
 
         Waits only for nodes that are alive: a node whose heartbeat expires during the
-        call is given up (listed in ``missing``) when that is noticed, which is within
-        about one heartbeat interval of the expiry. On ``timeout`` the call returns what
-        it has, with ``timed_out`` set; it does not raise.
+        call is given up (listed in ``missing``) once it is still expired a beat later
+        (``liveness_grace``), within about two heartbeat intervals of the expiry. On
+        ``timeout`` the call returns what it has, with ``timed_out`` set; it does not
+        raise.
 
         Args:
             namespace: the namespace it concerns (passed to the handlers).
@@ -553,7 +554,7 @@ class ClusterBroker(Broker):
         req = NodeRequest(namespace, kind, payload, self.node_id, request_id)
         pending = self._pending.open(request_id, targets)
         if asked is not None:
-            pending.give_up(asked - targets)
+            pending.give_up(asked - targets, sent=False)
         self.stats.requests_sent += 1
         local: asyncio.Task[None] | None = None
         self._pending_by_kind[kind] = self._pending_by_kind.get(kind, 0) + 1
@@ -564,6 +565,8 @@ class ClusterBroker(Broker):
             if remote:
                 pending.give_up(await self._transport_request(remote, req))
             timed_out = False
+            grace = self.liveness_grace
+            expired_since: dict[str, float] = {}
             while pending.waiting and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -572,12 +575,20 @@ class ClusterBroker(Broker):
                 await wait_event(pending.done, min(remaining, self._liveness_check_interval()))
                 if not pending.waiting:
                     break
-                # A node that died is given up once its heartbeat has expired.
+                # A node that died is given up once its heartbeat has expired and stayed
+                # so for a beat (a late beat, from a paused process, is not a death).
                 remote_waiting = pending.waiting - {self.node_id}
                 if remote_waiting:
                     with contextlib.suppress(Exception):
                         alive = await self._transport_live(remote_waiting)
-                        pending.give_up(remote_waiting - set(alive))
+                        now = time.monotonic()
+                        dead = []
+                        for node in remote_waiting:
+                            if node in alive:
+                                expired_since.pop(node, None)
+                            elif now - expired_since.setdefault(node, now) >= grace:
+                                dead.append(node)
+                        pending.give_up(dead)
             return pending.result(timed_out=timed_out)
         finally:
             self._pending_by_kind[kind] -= 1
@@ -589,6 +600,12 @@ class ClusterBroker(Broker):
 
     def _liveness_check_interval(self) -> float:
         return 0.5
+
+    @property
+    def liveness_grace(self) -> float:
+        """How late a live node's heartbeat can reasonably be, in seconds (one beat
+        period): a node that looks dead for less than this may only be slow."""
+        return 2 * self._liveness_check_interval()
 
     @property
     def pending_requests(self) -> int:

@@ -144,12 +144,16 @@ class RequestResult:
         errors: the nodes whose handler raised (or that refused the request), by node id.
         missing: the nodes that were asked and did not answer (dead, or too slow).
         timed_out: ``True`` when the call returned because ``timeout`` passed.
+        unsent: the nodes of ``missing`` the request was not sent to, as they were not
+            alive when it was made: their handlers did not run it, so asking them again
+            cannot run it twice.
     """
 
     replies: Mapping[str, Any]
     errors: Mapping[str, str]
     missing: frozenset[str]
     timed_out: bool
+    unsent: frozenset[str] = frozenset()
 
     @property
     def complete(self) -> bool:

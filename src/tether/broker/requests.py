@@ -37,6 +37,7 @@ class PendingRequest:
         replies: the return values of the nodes that answered, by node id.
         errors: the failures of the nodes that answered with an error, by node id.
         missing: the nodes given up (not alive, or unreachable).
+        unsent: the nodes of ``missing`` the request was never sent to.
         done: set when the last node waited for has answered (or the broker closed).
     """
 
@@ -44,6 +45,7 @@ class PendingRequest:
     replies: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
+    unsent: set[str] = field(default_factory=set)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, reply: Reply) -> None:
@@ -58,11 +60,14 @@ class PendingRequest:
         if not self.waiting:
             self.done.set()
 
-    def give_up(self, nodes: Iterable[str]) -> None:
-        """Stop waiting for ``nodes`` and report them missing."""
+    def give_up(self, nodes: Iterable[str], *, sent: bool = True) -> None:
+        """Stop waiting for ``nodes`` and report them missing (and, with ``sent``
+        false, as never sent the request)."""
         for node in nodes:
             self.waiting.discard(node)
             self.missing.add(node)
+            if not sent:
+                self.unsent.add(node)
 
     def result(self, *, timed_out: bool) -> RequestResult:
         """What was gathered; the nodes still waited for are reported missing."""
@@ -71,6 +76,7 @@ class PendingRequest:
             errors=dict(self.errors),
             missing=frozenset(self.missing | self.waiting),
             timed_out=timed_out,
+            unsent=frozenset(self.unsent),
         )
 
 

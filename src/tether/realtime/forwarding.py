@@ -6,9 +6,10 @@ on every node in turn. Every sid starts with the id of the node that owns the se
 (``<node id, URL-quoted>.<random>``), so the node that receives a request for a session it
 does not hold knows where to send it: it asks the owner (a broker request addressed to
 that node alone), which serves it as if it came in directly (the long-poll GET waits
-there) and replies with the response. When the owner is gone (its heartbeat expired or it
-does not answer) the request gets ``400 Session ID unknown`` at once, so the client
-reconnects (and, with connection-state recovery, recovers on a live node).
+there) and replies with the response. When the owner is gone (it does not answer, or its
+heartbeat has expired and is still expired one beat later: a late beat is not a death)
+the request gets ``400 Session ID unknown``, so the client reconnects (and, with
+connection-state recovery, recovers on a live node).
 
 A WebSocket upgrade that lands on another node is refused (400), and the official clients
 then stay on polling: the session goes on, forwarded. Counted in the hub's metrics:
@@ -19,6 +20,7 @@ then stay on polling: the session goes on, forwarded. Counted in the hub's metri
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,12 @@ async def forward(hub: Hub, request: Request, sid: str) -> Response | None:
     # A GET waits at the owner until it has packets (at most pingInterval): allow for it.
     timeout = engine.ping_interval + engine.ping_timeout + 5.0
     result = await broker.request("/", KIND, payload, nodes=[owner], timeout=timeout)
+    if owner in result.unsent:
+        # Its heartbeat has expired, but it may only be late (its process paused, or a
+        # loaded machine): look once more a beat later before giving the session up.
+        # The request was not sent, so asking again cannot run it twice.
+        await asyncio.sleep(broker.liveness_grace)
+        result = await broker.request("/", KIND, payload, nodes=[owner], timeout=timeout)
     reply = result.replies.get(owner)
     if not isinstance(reply, dict) or "status" not in reply:
         hub.metrics.inc("tether_polling_forward_failed_total", method=request.method)

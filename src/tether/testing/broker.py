@@ -323,6 +323,7 @@ async def check_request_all_nodes(make_node: NodeFactory) -> None:
         assert len(log) == 1 and log[0].kind == "ping" and log[0].origin == a.node_id
     only = await a.request("/", "ping", 2, nodes=[nodes[1].node_id, "no-such-node"])
     assert set(only.replies) == {nodes[1].node_id} and only.missing == {"no-such-node"}
+    assert only.unsent == {"no-such-node"}  # not alive: never sent, safe to ask again
     assert a.pending_requests == 0
 
 
@@ -355,6 +356,7 @@ async def check_request_timeout(make_node: NodeFactory) -> None:
     await wait_until_async(a.live_nodes, sorted([a.node_id, b.node_id]))
     result = await a.request("/", "slow", None, timeout=0.3)
     assert result.timed_out and result.missing == {b.node_id}, result
+    assert not result.unsent  # b has it: asking again could run it twice
     assert set(result.replies) == {a.node_id}
     assert a.pending_requests == 0
     release.set()
@@ -379,6 +381,7 @@ async def check_request_node_dies(make_node: NodeFactory) -> None:
     await b.abort()
     result = await asyncio.wait_for(task, WAIT)
     assert not result.timed_out and result.missing == {b.node_id}, result
+    assert not result.unsent
     assert set(result.replies) == {a.node_id}
     assert a.pending_requests == 0
 
