@@ -41,6 +41,15 @@ from .linger import LINGER_TIMEOUT, linger_close
 from .messages import Data, MessageQueue
 from .sending import Sender, broadcast
 
+# Enum members read on every message, as module constants: on Python 3.11 each
+# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
+# attribute lookup), a plain global about 10.
+_CLOSED = State.CLOSED
+_CLOSING = State.CLOSING
+_CONNECTING = State.CONNECTING
+_OPEN = State.OPEN
+
+
 __all__ = ["Data", "WebSocket", "broadcast"]
 
 logger = logging.getLogger("tether")
@@ -98,10 +107,10 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         on_close: browser-like callback ``on_close(code, reason)``.
     """
 
-    CONNECTING = State.CONNECTING
-    OPEN = State.OPEN
-    CLOSING = State.CLOSING
-    CLOSED = State.CLOSED
+    CONNECTING = _CONNECTING
+    OPEN = _OPEN
+    CLOSING = _CLOSING
+    CLOSED = _CLOSED
 
     # Slots keep an idle connection small (no per-instance __dict__).
     __slots__ = (
@@ -255,7 +264,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
     @property
     def close_code(self) -> int | None:
         """The close code received from the peer (1006 for none); None while open."""
-        if self.conn.state is not State.CLOSED and self.conn.close_rcvd is None:
+        if self.conn.state is not _CLOSED and self.conn.close_rcvd is None:
             return None
         return self.conn.close_code
 
@@ -402,7 +411,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
                 # Give the application close_timeout to handle what came before the bad
                 # frame (recv() applies the failure as soon as the queue is empty).
                 self._close_timer = self._loop.call_later(self.close_timeout, self._apply_failure)
-        if conn.state is not State.OPEN:
+        if conn.state is not _OPEN:
             self._after_close_step()
         elif self._writing_paused and not self._reading_paused and self._pause_on_write():
             # A callback that answers faster than the peer reads, or a client that does
@@ -414,7 +423,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
     def _over_rate(self) -> None:
         """The peer sends more messages per second than ``message_rate`` allows: close
         with 1008 (policy violation) and drop what it still sends before its close."""
-        if self.conn.state is not State.OPEN:
+        if self.conn.state is not _OPEN:
             return
         self.log.info("message rate exceeded: closing (1008)")
         self.conn.send_close(1008, "message rate exceeded")
@@ -555,7 +564,7 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     def _raise_not_open(self) -> NoReturn:
-        if self.ready_state is State.CONNECTING:
+        if self.ready_state is _CONNECTING:
             raise InvalidState("the connection is not open yet")
         raise self._closed_exception()
 
@@ -572,9 +581,9 @@ class WebSocket(MessageQueue, Sender, Keepalive, asyncio.BufferedProtocol):
         conn = self.conn
         self.closed_by_user = True
         if self.transport is None:
-            self._state_override = State.CLOSED
+            self._state_override = _CLOSED
             return
-        if conn.state is State.OPEN:
+        if conn.state is _OPEN:
             conn.send_close(code, reason)
             self._flush_conn()
             self._after_close_step()

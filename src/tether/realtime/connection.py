@@ -18,6 +18,19 @@ from ..exceptions import ConnectionRefused
 from .packets import Decoder, Packet, PacketType, SocketIOPacketError, encode, encode_ack
 from .socket import Handshake, Socket
 
+# Enum members read on every message, as module constants: on Python 3.11 each
+# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
+# attribute lookup), a plain global about 10.
+_SESSION_OPEN = SessionState.OPEN
+_SIO_ACK = PacketType.ACK
+_SIO_BINARY_ACK = PacketType.BINARY_ACK
+_SIO_BINARY_EVENT = PacketType.BINARY_EVENT
+_SIO_CONNECT = PacketType.CONNECT
+_SIO_CONNECT_ERROR = PacketType.CONNECT_ERROR
+_SIO_DISCONNECT = PacketType.DISCONNECT
+_SIO_EVENT = PacketType.EVENT
+
+
 if TYPE_CHECKING:
     from .hub import Hub
     from .namespace import Namespace
@@ -166,13 +179,13 @@ class Connection:
             return
         ptype = packet.type
         socket = self.sockets.get(packet.namespace)
-        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+        if ptype is _SIO_EVENT or ptype is _SIO_BINARY_EVENT:
             if socket is not None:
                 self._dispatch(socket, packet)
-        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+        elif ptype is _SIO_ACK or ptype is _SIO_BINARY_ACK:
             if socket is not None and packet.id is not None:
                 socket._on_ack(packet.id, list(packet.data))
-        elif ptype is PacketType.CONNECT:
+        elif ptype is _SIO_CONNECT:
             name = packet.namespace
             if name in self._connecting or name in self.sockets:
                 return  # one CONNECT per namespace at a time; the official clients wait
@@ -184,7 +197,7 @@ class Connection:
                 return
             self._connecting.add(name)
             self._spawn(self._connect(packet))
-        elif ptype is PacketType.DISCONNECT:
+        elif ptype is _SIO_DISCONNECT:
             if socket is not None:
                 self._spawn(self._remove_socket(socket, "client namespace disconnect"))
         else:
@@ -315,7 +328,7 @@ class Connection:
             if replay is None:
                 record = None
                 sid = socket.sid = secrets.token_urlsafe(15)
-        if self.session.state is not SessionState.OPEN or name in self.sockets:
+        if self.session.state is not _SESSION_OPEN or name in self.sockets:
             socket._gone = True
             ns.adapter.leave_all(sid)
             return
@@ -345,7 +358,7 @@ class Connection:
         if record is None:
             ns.adapter.join(sid, [sid, *(restored[0].rooms if restored is not None else ())])
         socket.connected = True
-        socket._send(encode(Packet(PacketType.CONNECT, name, reply)))
+        socket._send(encode(Packet(_SIO_CONNECT, name, reply)))
         if logger.isEnabledFor(logging.INFO):
             session = self.session
             logger.info(
@@ -382,7 +395,7 @@ class Connection:
         payload: dict[str, Any] = {"message": message}
         if data is not None:
             payload["data"] = data
-        for piece in encode(Packet(PacketType.CONNECT_ERROR, name, payload)):
+        for piece in encode(Packet(_SIO_CONNECT_ERROR, name, payload)):
             self.session.send(piece)
 
     # ------------------------------------------------------------------ disconnecting
