@@ -31,7 +31,7 @@ from ..exceptions import (
     ConnectionClosedOK,
     InvalidState,
 )
-from ..protocol.connection import Connection, State
+from ..protocol.connection import _CLOSED, _CLOSING, _CONNECTING, _OPEN, Connection, State
 from ..protocol.events import BinaryMessage, CloseReceived, Pong, TextMessage
 from ..protocol.frames import serialize_close
 from ..protocol.handshake import Request, Response
@@ -40,15 +40,6 @@ from .limits import Rate, TokenBucket
 from .linger import LINGER_TIMEOUT, linger_close
 from .messages import Data, MessageQueue
 from .sending import Sender, broadcast
-
-# Enum members read on every message, as module constants: on Python 3.11 each
-# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
-# attribute lookup), a plain global about 10.
-_CLOSED = State.CLOSED
-_CLOSING = State.CLOSING
-_CONNECTING = State.CONNECTING
-_OPEN = State.OPEN
-
 
 __all__ = ["Data", "WebSocket", "broadcast"]
 

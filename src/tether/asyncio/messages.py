@@ -23,15 +23,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from ..exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidState
-from ..protocol.connection import State
+from ..protocol.connection import _CLOSED
 from ._mixin import WebSocketPart
 
 __all__ = ["Data", "MessageQueue"]
 
 Data = str | bytes
-
-
-_CLOSED = State.CLOSED
 
 
 class MessageQueue(WebSocketPart):

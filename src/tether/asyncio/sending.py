@@ -20,15 +20,9 @@ from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidState
-from ..protocol.connection import State, encode_server_frame
+from ..protocol.connection import _OPEN, encode_server_frame
 from ._mixin import WebSocketPart
 from .messages import Data
-
-# Enum members read on every message, as module constants: on Python 3.11 each
-# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
-# attribute lookup), a plain global about 10.
-_OPEN = State.OPEN
-
 
 if TYPE_CHECKING:
     from .connection import WebSocket

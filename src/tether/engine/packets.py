@@ -77,8 +77,13 @@ class PacketType(enum.IntEnum):
 # Enum members read on every message, as module constants: on Python 3.11 each
 # `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
 # attribute lookup), a plain global about 10.
+_EIO_CLOSE = PacketType.CLOSE
 _EIO_MESSAGE = PacketType.MESSAGE
+_EIO_NOOP = PacketType.NOOP
 _EIO_OPEN = PacketType.OPEN
+_EIO_PING = PacketType.PING
+_EIO_PONG = PacketType.PONG
+_EIO_UPGRADE = PacketType.UPGRADE
 
 
 # Not frozen: these are made for every message, and a frozen dataclass costs three to four

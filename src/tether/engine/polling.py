@@ -8,13 +8,7 @@ from typing import TYPE_CHECKING
 from ..protocol.handshake import Request, Response
 from .http import BAD_REQUEST
 from .packets import EnginePacketError, Packet, PacketType, decode_payload, encode_payload
-from .session import Session, SessionState
-
-# Enum members read on every message, as module constants: on Python 3.11 each
-# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
-# attribute lookup), a plain global about 10.
-_SESSION_OPEN = SessionState.OPEN
-
+from .session import _SESSION_OPEN, Session
 
 if TYPE_CHECKING:
     from .server import EngineServer

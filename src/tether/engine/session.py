@@ -17,7 +17,17 @@ from ..asyncio.limits import TokenBucket
 from ..exceptions import ConnectionClosed
 from ..protocol.handshake import Request
 from .outbox import Outbox, Policy
-from .packets import Packet, PacketType, decode_packet, encode_packet
+from .packets import (
+    _EIO_CLOSE,
+    _EIO_MESSAGE,
+    _EIO_NOOP,
+    _EIO_PING,
+    _EIO_PONG,
+    Packet,
+    PacketType,
+    decode_packet,
+    encode_packet,
+)
 from .transport import PreparedMessage, Transport
 
 if TYPE_CHECKING:
@@ -42,11 +52,6 @@ class SessionState(enum.Enum):
 # Enum members read on every message, as module constants: on Python 3.11 each
 # `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
 # attribute lookup), a plain global about 10.
-_EIO_CLOSE = PacketType.CLOSE
-_EIO_MESSAGE = PacketType.MESSAGE
-_EIO_NOOP = PacketType.NOOP
-_EIO_PING = PacketType.PING
-_EIO_PONG = PacketType.PONG
 _SESSION_CLOSED = SessionState.CLOSED
 _SESSION_CLOSING = SessionState.CLOSING
 _SESSION_OPEN = SessionState.OPEN

@@ -7,18 +7,18 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConnectionClosed
-from .packets import EnginePacketError, Packet, PacketType, decode_packet, encode_packet
-from .session import Session, SessionState
+from .packets import (
+    _EIO_NOOP,
+    _EIO_PING,
+    _EIO_UPGRADE,
+    EnginePacketError,
+    Packet,
+    PacketType,
+    decode_packet,
+    encode_packet,
+)
+from .session import _SESSION_OPEN, Session
 from .transport import Transport
-
-# Enum members read on every message, as module constants: on Python 3.11 each
-# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
-# attribute lookup), a plain global about 10.
-_EIO_NOOP = PacketType.NOOP
-_EIO_PING = PacketType.PING
-_EIO_UPGRADE = PacketType.UPGRADE
-_SESSION_OPEN = SessionState.OPEN
-
 
 if TYPE_CHECKING:
     from .server import EngineServer

@@ -76,6 +76,7 @@ class State(enum.IntEnum):
 _CLIENT = Side.CLIENT
 _CLOSED = State.CLOSED
 _CLOSING = State.CLOSING
+_CONNECTING = State.CONNECTING
 
 
 _OPEN = State.OPEN  # a module constant: read on every message sent

@@ -13,23 +13,23 @@ import urllib.parse
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from ..engine.session import Session, SessionState
+from ..engine.session import _SESSION_OPEN, Session
 from ..exceptions import ConnectionRefused
-from .packets import Decoder, Packet, PacketType, SocketIOPacketError, encode, encode_ack
+from .packets import (
+    _SIO_ACK,
+    _SIO_BINARY_ACK,
+    _SIO_BINARY_EVENT,
+    _SIO_CONNECT,
+    _SIO_CONNECT_ERROR,
+    _SIO_DISCONNECT,
+    _SIO_EVENT,
+    Decoder,
+    Packet,
+    SocketIOPacketError,
+    encode,
+    encode_ack,
+)
 from .socket import Handshake, Socket
-
-# Enum members read on every message, as module constants: on Python 3.11 each
-# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
-# attribute lookup), a plain global about 10.
-_SESSION_OPEN = SessionState.OPEN
-_SIO_ACK = PacketType.ACK
-_SIO_BINARY_ACK = PacketType.BINARY_ACK
-_SIO_BINARY_EVENT = PacketType.BINARY_EVENT
-_SIO_CONNECT = PacketType.CONNECT
-_SIO_CONNECT_ERROR = PacketType.CONNECT_ERROR
-_SIO_DISCONNECT = PacketType.DISCONNECT
-_SIO_EVENT = PacketType.EVENT
-
 
 if TYPE_CHECKING:
     from .hub import Hub

@@ -13,12 +13,6 @@ from .adapter import RoomChange
 from .operator import BroadcastOperator
 from .packets import Packet, PacketType, encode, encode_event
 
-# Enum members read on every message, as module constants: on Python 3.11 each
-# `Enum.MEMBER` lookup costs about 60 ns (EnumType.__getattr__ slows every class
-# attribute lookup), a plain global about 10.
-_SIO_DISCONNECT = PacketType.DISCONNECT
-
-
 if TYPE_CHECKING:
     from .connection import Connection
     from .namespace import Namespace
@@ -354,7 +348,7 @@ class Socket:
         """Disconnect from this namespace (``close`` closes the whole connection)."""
         if not self.connected:
             return
-        self._send(encode(Packet(_SIO_DISCONNECT, self.namespace.name)))
+        self._send(encode(Packet(PacketType.DISCONNECT, self.namespace.name)))
         await self.client._remove_socket(self, "server namespace disconnect")
         if close:
             self.client.session.close("forced server close", drain=True)
